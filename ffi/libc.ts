@@ -1,0 +1,62 @@
+/**
+ * The C library symbols bpfscope needs beside libbpf: mmap, errno and a few
+ * system calls. Nothing outside `ffi/` imports this module.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  __errno_location: { parameters: [], result: "pointer" }, // int *__errno_location(void)
+  strerror: { parameters: ["i32"], result: "pointer" }, // char *strerror(int errnum)
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" }, // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
+  munmap: { parameters: ["pointer", "usize"], result: "i32" }, // int munmap(void *addr, size_t length)
+  sysconf: { parameters: ["i32"], result: "i64" }, // long sysconf(int name)
+  vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" }, // int vsnprintf(char *str, size_t size, const char *format, va_list ap)
+  access: { parameters: ["buffer", "i32"], result: "i32" }, // int access(const char *pathname, int mode)
+  getppid: { parameters: [], result: "i32" }, // pid_t getppid(void)
+  sched_getcpu: { parameters: [], result: "i32" }, // int sched_getcpu(void)
+  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" }, // int sched_getaffinity(pid_t pid, size_t cpusetsize, cpu_set_t *mask)
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" }, // int sched_setaffinity(pid_t pid, size_t cpusetsize, const cpu_set_t *mask)
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded C library symbols. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** `mmap` protection and flag values (Linux, all architectures bpfscope supports). */
+export const PROT_READ = 0x1;
+/** Pages may be written. */
+export const PROT_WRITE = 0x2;
+/** Changes are shared with the kernel object behind the fd. */
+export const MAP_SHARED = 0x01;
+/** `sysconf` name of the page size. */
+export const SC_PAGESIZE = 30;
+
+let loaded: Libc | undefined;
+
+/** Returns the C library symbols, loading glibc on first use. */
+export function libc(): Libc {
+  loaded ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return loaded;
+}
+
+/** Returns the calling thread's current `errno`. */
+export function lastErrno(): number {
+  // SAFETY: __errno_location() returns the calling thread's errno slot, valid for the thread's lifetime.
+  const slot = libc().__errno_location();
+  return slot === null ? 0 : new Deno.UnsafePointerView(slot).getInt32();
+}
+
+/** Returns the C library's description of an errno value. */
+export function strerror(errno: number): string {
+  const text = libc().strerror(errno);
+  // SAFETY: strerror() returns a static or thread-local string, read before the next call.
+  return text === null ? `errno ${errno}` : Deno.UnsafePointerView.getCString(text);
+}
+
+let pageSize: number | undefined;
+
+/** Returns the system page size in bytes. */
+export function systemPageSize(): number {
+  pageSize ??= Number(libc().sysconf(SC_PAGESIZE));
+  return pageSize;
+}

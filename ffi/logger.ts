@@ -1,0 +1,123 @@
+/**
+ * Routing of libbpf's own messages. libbpf reports details (which map failed
+ * to be created, which relocation failed) through a print callback; bpfscope
+ * installs one callback that collects the messages of each operation, attaches
+ * them to the error when the operation fails, and passes them to a logger of the
+ * user's choice otherwise.
+ *
+ * @module
+ */
+
+import { libbpf } from "./libbpf.ts";
+import { libc } from "./libc.ts";
+
+/** The level of a libbpf message (`enum libbpf_print_level`). */
+export type LibbpfLogLevel = "warn" | "info" | "debug";
+
+/** Receives libbpf's messages, one line at a time, without the trailing newline. */
+export type LibbpfLogger = (level: LibbpfLogLevel, message: string) => void;
+
+/** The logger in effect and the most verbose level it receives. */
+export interface LibbpfLoggerSetting {
+  /** The logger, or `null` when messages are dropped. */
+  logger: LibbpfLogger | null;
+  /** The most verbose level passed to the logger. */
+  level: LibbpfLogLevel;
+}
+
+const LEVELS: readonly LibbpfLogLevel[] = ["warn", "info", "debug"];
+
+/** Writes each message to standard error, prefixed with `libbpf: `. */
+export function stderrLogger(_level: LibbpfLogLevel, message: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`libbpf: ${message}\n`));
+}
+
+let setting: LibbpfLoggerSetting = { logger: stderrLogger, level: "warn" };
+let callback: Deno.UnsafeCallback<typeof PRINT_FN> | undefined;
+let captured: { level: LibbpfLogLevel; message: string }[] | undefined;
+const formatBuffer = new Uint8Array(4096);
+
+const PRINT_FN = { parameters: ["i32", "pointer", "pointer"], result: "i32" } as const;
+
+/**
+ * Sets the logger that receives libbpf's messages up to `level` and returns the
+ * previous setting. Messages of an operation that fails are not logged: they
+ * are attached to the thrown {@linkcode BpfError} instead.
+ *
+ * libbpf's print callback is process-wide, so the setting is too.
+ *
+ * @param logger the new logger, or `null` to drop messages
+ * @param level the most verbose level to pass on
+ * @default level "warn"
+ * @returns the previous logger and level
+ *
+ * @example Send libbpf's messages to console.debug, debug level included
+ * ```ts
+ * import { setLibbpfLogger } from "./logger.ts";
+ *
+ * const previous = setLibbpfLogger((level, message) => console.debug(level, message), "debug");
+ * setLibbpfLogger(previous.logger, previous.level);
+ * ```
+ */
+export function setLibbpfLogger(
+  logger: LibbpfLogger | null,
+  level: LibbpfLogLevel = "warn",
+): LibbpfLoggerSetting {
+  const previous = setting;
+  setting = { logger, level };
+  return previous;
+}
+
+/**
+ * Runs `operation` while collecting libbpf's messages. On success the messages
+ * go to the logger; on failure they are returned with the error so that the
+ * caller can attach them.
+ */
+export function captureLibbpfOutput<T>(
+  operation: () => T,
+): { ok: true; value: T } | { ok: false; error: unknown; output: string[] } {
+  installCallback();
+  const outer = captured;
+  captured = [];
+  try {
+    const value = operation();
+    forward(captured);
+    return { ok: true, value };
+  } catch (error) {
+    const output = captured.filter((entry) => entry.level !== "debug");
+    return { ok: false, error, output: output.map((entry) => entry.message) };
+  } finally {
+    captured = outer;
+  }
+}
+
+function installCallback(): void {
+  if (callback !== undefined) return;
+  // The callback runs on the thread that called into libbpf; bpfscope makes
+  // every libbpf call that can print from the main thread.
+  callback = new Deno.UnsafeCallback(PRINT_FN, (level, format, args) => {
+    const message = formatMessage(format, args);
+    const name = LEVELS[level] ?? "debug";
+    if (captured !== undefined) captured.push({ level: name, message });
+    else forward([{ level: name, message }]);
+    return 0;
+  });
+  libbpf().libbpf_set_print(callback.pointer);
+}
+
+function formatMessage(format: Deno.PointerValue, args: Deno.PointerValue): string {
+  // SAFETY: format and args (a va_list, passed by pointer on x86_64 and arm64) are
+  // valid for the duration of libbpf's print call, which is the duration of this callback.
+  const length = libc().vsnprintf(formatBuffer, BigInt(formatBuffer.length), format, args);
+  const end = Math.min(Math.max(length, 0), formatBuffer.length - 1);
+  return new TextDecoder().decode(formatBuffer.subarray(0, end)).trimEnd().replace(/^libbpf: /, "");
+}
+
+function forward(entries: readonly { level: LibbpfLogLevel; message: string }[]): void {
+  const { logger, level } = setting;
+  if (logger === null) return;
+  const limit = LEVELS.indexOf(level);
+  for (const entry of entries) {
+    if (LEVELS.indexOf(entry.level) <= limit) logger(entry.level, entry.message);
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * {@linkcode MapMemory}: zero-copy access to the memory of an mmapped map.
+ *
+ * @module
+ */
+
+import { checkMmap } from "./_check.ts";
+import { track, untrack } from "./_resources.ts";
+import { ClosedError } from "./errors.ts";
+import { libc, MAP_SHARED, PROT_READ, PROT_WRITE, systemPageSize } from "./libc.ts";
+import type { LinkOwner } from "./link.ts";
+
+const TWO_TO_32 = 2 ** 32;
+
+/**
+ * The memory of a `BPF_F_MMAPABLE` array map, mapped into this process. Reads
+ * see the kernel's values as they are at that moment, with no system call and
+ * no copy.
+ *
+ * Element `i` of an array map starts at byte `i * valueStride`, where the
+ * stride is the value size rounded up to 8 bytes. An aligned 8-byte field
+ * is read in one access; a value made of several fields can be torn by a
+ * concurrent kernel writer, so multi-field values need a protocol such as a
+ * sequence counter.
+ *
+ * The memory belongs to the {@linkcode BpfMap}'s object: closing the object
+ * unmaps it. After close every accessor throws {@linkcode ClosedError}, and the
+ * `ArrayBuffer` returned by {@linkcode MapMemory.buffer} is detached (its
+ * length becomes 0), so views over it read `undefined` rather than freed memory.
+ *
+ * @example Sum the u64 counters of an mmapable array
+ * ```ts ignore
+ * import { openObject } from "../mod.ts";
+ *
+ * using object = openObject("./counters.bpf.o").load();
+ * using memory = object.map("counts").mmap();
+ * let total = 0;
+ * for (let i = 0; i < memory.byteLength / 8; i++) total += memory.getUint64(i * 8);
+ * console.log(total);
+ * ```
+ */
+export class MapMemory implements Disposable {
+  /** The name of the mapped map. */
+  readonly map: string;
+  /** The number of bytes that can be accessed. */
+  readonly byteLength: number;
+  /** The distance in bytes between two elements: the value size rounded up to 8. */
+  readonly valueStride: number;
+  /** Whether the memory was mapped writable. */
+  readonly writable: boolean;
+  #pointer: Deno.PointerObject | null;
+  #mappedLength: number;
+  #buffer: ArrayBuffer;
+  #view: DataView;
+  #words: Uint32Array;
+  #owner: LinkOwner | null;
+  #token: object;
+
+  /** @internal Use {@linkcode BpfMap.mmap}. */
+  constructor(
+    fd: number,
+    options: { map: string; byteLength: number; valueStride: number; writable: boolean },
+    owner: LinkOwner,
+  ) {
+    this.map = options.map;
+    this.byteLength = options.byteLength;
+    this.valueStride = options.valueStride;
+    this.writable = options.writable;
+    this.#owner = owner;
+
+    const pageSize = systemPageSize();
+    this.#mappedLength = Math.ceil(options.byteLength / pageSize) * pageSize;
+    const protection = options.writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    const pointer = checkMmap(
+      libc().mmap(null, BigInt(this.#mappedLength), protection, MAP_SHARED, fd, 0n),
+      "mmap",
+      { map: options.map },
+    );
+    this.#pointer = pointer;
+
+    // SAFETY: the mapping stays valid until close() unmaps it, and close()
+    // detaches this buffer first.
+    this.#buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, options.byteLength);
+    this.#view = new DataView(this.#buffer);
+    this.#words = new Uint32Array(this.#buffer, 0, Math.floor(options.byteLength / 4));
+    // Unmapping after garbage collection could free memory that a view still
+    // uses, so a leaked mapping stays mapped (and is reported in leak mode).
+    this.#token = track(this, `memory of map "${options.map}"`);
+  }
+
+  /** Whether {@linkcode MapMemory.close} has run. */
+  get closed(): boolean {
+    return this.#pointer === null;
+  }
+
+  /**
+   * The mapped memory itself, for typed-array access without copies. It is
+   * detached on close; do not keep views over it past the map's lifetime.
+   *
+   * @throws {ClosedError} after close
+   */
+  get buffer(): ArrayBuffer {
+    this.#check("access");
+    return this.#buffer;
+  }
+
+  /**
+   * Reads the unsigned 32-bit integer at `byteOffset` (host byte order).
+   *
+   * @throws {ClosedError} after close
+   * @throws {RangeError} when the 4 bytes are not all inside the memory
+   */
+  getUint32(byteOffset: number): number {
+    this.#check("read");
+    return this.#view.getUint32(byteOffset, true);
+  }
+
+  /**
+   * Reads the unsigned 64-bit integer at `byteOffset` (host byte order) exactly.
+   *
+   * @throws {ClosedError} after close
+   * @throws {RangeError} when the 8 bytes are not all inside the memory
+   */
+  getBigUint64(byteOffset: number): bigint {
+    this.#check("read");
+    return this.#view.getBigUint64(byteOffset, true);
+  }
+
+  /**
+   * Reads the unsigned 64-bit integer at `byteOffset`, which must be a multiple
+   * of 8, as a number. Faster than {@linkcode MapMemory.getBigUint64}; exact up
+   * to `Number.MAX_SAFE_INTEGER`.
+   *
+   * @throws {ClosedError} after close
+   * @throws {RangeError} when the offset is unaligned or outside the memory, or
+   * the value exceeds `Number.MAX_SAFE_INTEGER`
+   */
+  getUint64(byteOffset: number): number {
+    this.#check("read");
+    const index = byteOffset / 4;
+    if (!Number.isInteger(index / 2) || byteOffset < 0 || byteOffset + 8 > this.byteLength) {
+      throw new RangeError(
+        `Offset ${byteOffset} is not an 8-byte aligned offset inside the ${this.byteLength} bytes of map "${this.map}"`,
+      );
+    }
+    // Little-endian hosts only (x86_64, arm64): the low word comes first.
+    const high = this.#words[index + 1]!;
+    if (high >= 0x200000) {
+      throw new RangeError(
+        `Value at offset ${byteOffset} of map "${this.map}" exceeds Number.MAX_SAFE_INTEGER: use getBigUint64()`,
+      );
+    }
+    return high * TWO_TO_32 + this.#words[index]!;
+  }
+
+  /**
+   * Returns a copy of `length` bytes starting at `byteOffset`.
+   *
+   * @default byteOffset 0
+   * @default length the rest of the memory
+   * @throws {ClosedError} after close
+   * @throws {RangeError} when the range is not inside the memory
+   */
+  copy(byteOffset = 0, length: number = this.byteLength - byteOffset): Uint8Array<ArrayBuffer> {
+    this.#check("copy");
+    if (byteOffset < 0 || length < 0 || byteOffset + length > this.byteLength) {
+      throw new RangeError(
+        `Range ${byteOffset}+${length} is outside the ${this.byteLength} bytes of map "${this.map}"`,
+      );
+    }
+    return new Uint8Array(this.#buffer, byteOffset, length).slice();
+  }
+
+  /**
+   * Takes the memory out of its object's ownership: closing the object no
+   * longer unmaps it, and the caller must close it.
+   *
+   * @throws {ClosedError} after close
+   */
+  disown(): this {
+    this.#check("disown");
+    this.#owner?.forget(this);
+    this.#owner = null;
+    return this;
+  }
+
+  /** Detaches {@linkcode MapMemory.buffer} and unmaps the memory. Calling it again does nothing. */
+  close(): void {
+    const pointer = this.#pointer;
+    if (pointer === null) return;
+    this.#pointer = null;
+    untrack(this.#token);
+    this.#owner?.forget(this);
+    this.#owner = null;
+
+    // Detaching makes every view over the buffer zero-length before the pages go away.
+    this.#buffer.transfer(0);
+    libc().munmap(pointer, BigInt(this.#mappedLength));
+  }
+
+  /** Same as {@linkcode MapMemory.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #check(op: string): void {
+    if (this.#pointer === null) throw new ClosedError(op, `memory of map "${this.map}"`);
+  }
+}

@@ -1,0 +1,681 @@
+/**
+ * Opening and loading eBPF objects: {@linkcode openObject} returns an
+ * {@linkcode OpenObject} to configure, whose {@linkcode OpenObject.load}
+ * returns the live {@linkcode BpfObject}.
+ *
+ * @module
+ */
+
+import { type CallContext, checkInt, checkPointer, cString, readCString } from "./_check.ts";
+import { Errno } from "./_errno.ts";
+import { ObjectState } from "./_object_state.ts";
+import { track, untrack } from "./_resources.ts";
+import { BpfError, ClosedError, VerifierError } from "./errors.ts";
+import { libbpf } from "./libbpf.ts";
+import type { BpfLink } from "./link.ts";
+import { captureLibbpfOutput } from "./logger.ts";
+import { BpfMap } from "./map.ts";
+import { BpfProgram } from "./program.ts";
+
+/** Where an object comes from: a file path or URL, or the bytes of an ELF file. */
+export type ObjectSource = string | URL | Uint8Array;
+
+/** Options of {@linkcode openObject}. */
+export interface OpenObjectOptions {
+  /**
+   * The object's name, used in error messages and as the prefix of its
+   * internal maps (`NAME.bss`).
+   *
+   * @default the file name without `.bpf.o` or `.o`; `"bpf_object"` for bytes
+   */
+  name?: string;
+  /**
+   * The initial size in bytes of the buffer that receives the verifier log of
+   * a rejected program. A log that does not fit is retried with a buffer eight
+   * times larger, up to {@linkcode OpenObjectOptions.maxLogSize}.
+   *
+   * @default 1048576 (1 MiB)
+   */
+  logSize?: number;
+  /**
+   * The largest verifier log buffer to try; past it the error holds the end
+   * of the log (the kernel keeps the last bytes) and is marked truncated.
+   *
+   * @default 67108864 (64 MiB)
+   */
+  maxLogSize?: number;
+}
+
+// struct bpf_object_open_opts (libbpf.h, libbpf 1.0 to 1.5): size and field offsets.
+const OPEN_OPTS_SIZE = 80;
+const OPEN_OPTS_OBJECT_NAME = 8;
+const OPEN_OPTS_KERNEL_LOG_BUF = 56;
+const OPEN_OPTS_KERNEL_LOG_SIZE = 64;
+
+const DEFAULT_LOG_SIZE = 1 << 20;
+const DEFAULT_MAX_LOG_SIZE = 64 << 20;
+
+/**
+ * Opens an eBPF object file (or the bytes of one) for configuration. Opening
+ * parses the ELF file and its BTF; nothing reaches the kernel until
+ * {@linkcode OpenObject.load}.
+ *
+ * The caller owns the result: close it, or load it, which hands its native
+ * object over to the returned {@linkcode BpfObject}.
+ *
+ * @param source a path or `file:` URL of a `.bpf.o` file, or its bytes
+ * @param options see {@linkcode OpenObjectOptions}
+ * @returns the opened object
+ * @throws {BpfError} when the file cannot be read (`ENOENT`), is not an
+ * eBPF ELF object (`LIBBPF_ERRNO__FORMAT`) or contains no programs (`EINVAL`)
+ * @throws {RangeError} when a log size option is not a positive integer
+ *
+ * @example Open, size a map, load and attach
+ * ```ts ignore
+ * import { openObject, possibleCpuCount } from "../mod.ts";
+ *
+ * using opened = openObject("./syscalls.bpf.o");
+ * opened.map("syscall_counts").setMaxEntries(possibleCpuCount() * 512);
+ * using object = opened.load();
+ * object.attachAll();
+ * ```
+ */
+export function openObject(source: ObjectSource, options: OpenObjectOptions = {}): OpenObject {
+  return new OpenObject(source, options);
+}
+
+interface NativeObject {
+  pointer: Deno.PointerObject;
+  // Buffers whose addresses libbpf keeps until the object is closed.
+  keepAlive: Uint8Array[];
+  log: Uint8Array;
+}
+
+interface PendingConfig {
+  maxEntries: Map<string, number>;
+  valueSize: Map<string, number>;
+  autoload: Map<string, boolean>;
+}
+
+/**
+ * An eBPF object that is open but not loaded: maps can be resized and
+ * programs turned off before {@linkcode OpenObject.load}. After a successful
+ * load this instance is spent and its methods throw {@linkcode ClosedError}.
+ */
+export class OpenObject implements Disposable {
+  /** The object's name. */
+  readonly name: string;
+  #source: string | URL | Uint8Array<ArrayBuffer>;
+  #logSize: number;
+  #maxLogSize: number;
+  #native: NativeObject | null;
+  #config: PendingConfig = { maxEntries: new Map(), valueSize: new Map(), autoload: new Map() };
+  #state: "open" | "loaded" | "closed" = "open";
+
+  /** @internal Use {@linkcode openObject}. */
+  constructor(source: ObjectSource, options: OpenObjectOptions) {
+    this.#source = source instanceof Uint8Array ? source.slice() : source;
+    this.name = options.name ?? defaultName(source);
+    this.#logSize = positiveInteger(options.logSize ?? DEFAULT_LOG_SIZE, "logSize");
+    this.#maxLogSize = positiveInteger(options.maxLogSize ?? DEFAULT_MAX_LOG_SIZE, "maxLogSize");
+    this.#native = this.#open(this.#logSize);
+  }
+
+  /** The names of the object's maps, including internal ones such as `.bss`. */
+  get mapNames(): string[] {
+    const pointer = this.#live("list maps of").pointer;
+    return mapPointers(pointer).map((map) => readCString(libbpf().bpf_map__name(map)));
+  }
+
+  /** The names of the object's programs. */
+  get programNames(): string[] {
+    const pointer = this.#live("list programs of").pointer;
+    return programPointers(pointer).map((program) =>
+      readCString(libbpf().bpf_program__name(program))
+    );
+  }
+
+  /**
+   * Returns the configuration handle of map `name`.
+   *
+   * @throws {BpfError} with code `ENOENT` when there is no such map; the message lists the maps
+   * @throws {ClosedError} after load or close
+   */
+  map(name: string): OpenMap {
+    const pointer = findByName(this.#live("find map of").pointer, name, "map", this.name);
+    return new OpenMap(
+      pointer,
+      name,
+      this.#config.maxEntries,
+      this.#config.valueSize,
+      () => this.#live("configure"),
+    );
+  }
+
+  /**
+   * Returns the configuration handle of program `name`.
+   *
+   * @throws {BpfError} with code `ENOENT` when there is no such program; the message lists the programs
+   * @throws {ClosedError} after load or close
+   */
+  program(name: string): OpenProgram {
+    const pointer = findByName(this.#live("find program of").pointer, name, "program", this.name);
+    return new OpenProgram(pointer, name, this.#config.autoload, () => this.#live("configure"));
+  }
+
+  /**
+   * Creates the maps, loads the programs into the kernel and returns the live
+   * object, which the caller owns and must close. This instance is spent
+   * afterwards, whether the load succeeded or not.
+   *
+   * @throws {VerifierError} when the verifier rejects a program; it carries the log
+   * @throws {BpfError} on any other failure, such as `EPERM` without CAP_BPF,
+   * with libbpf's messages in the text
+   * @throws {ClosedError} when called twice or after close
+   */
+  load(): BpfObject {
+    let native = this.#live("load");
+    let logSize = this.#logSize;
+
+    for (;;) {
+      const result = captureLibbpfOutput(() =>
+        checkInt(libbpf().bpf_object__load(native.pointer), "load", { object: this.name })
+      );
+      if (result.ok) {
+        this.#native = null;
+        this.#state = "loaded";
+        return new BpfObject(native, this.name);
+      }
+
+      const error = loadError(result.error, result.output, native.log, this.name);
+      const grow = error instanceof VerifierError && error.truncated &&
+        logSize * 8 <= this.#maxLogSize;
+      this.close();
+      if (!grow) throw error;
+
+      // The log did not fit: load again from scratch with a larger buffer.
+      logSize *= 8;
+      native = this.#open(logSize);
+      this.#native = native;
+      this.#state = "open";
+      this.#applyConfig(native.pointer);
+    }
+  }
+
+  /** Frees the opened object. Calling it again, or after load, does nothing. */
+  close(): void {
+    const native = this.#native;
+    if (native === null) return;
+    this.#native = null;
+    this.#state = "closed";
+    libbpf().bpf_object__close(native.pointer);
+  }
+
+  /** Same as {@linkcode OpenObject.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #open(logSize: number): NativeObject {
+    const log = new Uint8Array(logSize);
+    const nameBuffer = cString(this.name);
+    const opts = new Uint8Array(OPEN_OPTS_SIZE);
+    const view = new DataView(opts.buffer);
+    view.setBigUint64(0, BigInt(OPEN_OPTS_SIZE), true);
+    view.setBigUint64(OPEN_OPTS_OBJECT_NAME, addressOf(nameBuffer), true);
+    view.setBigUint64(OPEN_OPTS_KERNEL_LOG_BUF, addressOf(log), true);
+    view.setBigUint64(OPEN_OPTS_KERNEL_LOG_SIZE, BigInt(logSize), true);
+    // kernel_log_level stays 0: libbpf loads without a log first and retries
+    // a failed program with log level 1 into this buffer.
+
+    const source = this.#source;
+    const path = source instanceof Uint8Array ? undefined : pathOf(source);
+    const context: CallContext = path === undefined ? { object: this.name } : { path };
+    const result = captureLibbpfOutput(() =>
+      checkPointer(
+        path === undefined
+          ? libbpf().bpf_object__open_mem(
+            source as Uint8Array,
+            BigInt((source as Uint8Array).byteLength),
+            opts,
+          )
+          : libbpf().bpf_object__open_file(cString(path), opts),
+        "open",
+        context,
+      )
+    );
+    if (!result.ok) throw openError(result.error, result.output, source instanceof Uint8Array);
+
+    const native = { pointer: result.value, keepAlive: [nameBuffer, opts, log], log };
+    if (source instanceof Uint8Array) native.keepAlive.push(source);
+    if (programPointers(native.pointer).length === 0) {
+      libbpf().bpf_object__close(native.pointer);
+      throw new BpfError({
+        ...context,
+        op: "open",
+        errno: Errno.EINVAL,
+        detail: "it contains no BPF programs",
+        hint: 'a program is a function placed in a SEC("...") section of the C source',
+      });
+    }
+    return native;
+  }
+
+  #applyConfig(pointer: Deno.PointerObject): void {
+    const lib = libbpf();
+    for (const [name, value] of this.#config.maxEntries) {
+      checkInt(
+        lib.bpf_map__set_max_entries(findByName(pointer, name, "map", this.name), value),
+        "set max entries of",
+        {
+          map: name,
+          object: this.name,
+        },
+      );
+    }
+    for (const [name, value] of this.#config.valueSize) {
+      checkInt(
+        lib.bpf_map__set_value_size(findByName(pointer, name, "map", this.name), value),
+        "set value size of",
+        {
+          map: name,
+          object: this.name,
+        },
+      );
+    }
+    for (const [name, value] of this.#config.autoload) {
+      checkInt(
+        lib.bpf_program__set_autoload(findByName(pointer, name, "program", this.name), value),
+        "set autoload of",
+        { program: name, object: this.name },
+      );
+    }
+  }
+
+  #live(op: string): NativeObject {
+    if (this.#native !== null) return this.#native;
+    const detail = this.#state === "loaded"
+      ? "it was already loaded: use the BpfObject that load() returned"
+      : "it is closed";
+    throw new ClosedError(op, `opened object "${this.name}"`, detail);
+  }
+}
+
+/** Settings of a map of an {@linkcode OpenObject}, applied when it loads. */
+export class OpenMap {
+  /** The map's name. */
+  readonly name: string;
+  #pointer: Deno.PointerObject;
+  #maxEntries: Map<string, number>;
+  #valueSize: Map<string, number>;
+  #check: () => void;
+
+  /** @internal Use {@linkcode OpenObject.map}. */
+  constructor(
+    pointer: Deno.PointerObject,
+    name: string,
+    maxEntries: Map<string, number>,
+    valueSize: Map<string, number>,
+    check: () => void,
+  ) {
+    this.#pointer = pointer;
+    this.name = name;
+    this.#maxEntries = maxEntries;
+    this.#valueSize = valueSize;
+    this.#check = check;
+  }
+
+  /** The map's maximum number of entries, as configured so far. */
+  get maxEntries(): number {
+    this.#check();
+    return libbpf().bpf_map__max_entries(this.#pointer);
+  }
+
+  /** The map's value size in bytes, as configured so far. */
+  get valueSize(): number {
+    this.#check();
+    return libbpf().bpf_map__value_size(this.#pointer);
+  }
+
+  /**
+   * Sets the maximum number of entries the map is created with.
+   *
+   * @throws {RangeError} when `count` is not a positive 32-bit integer
+   * @throws {ClosedError} after load or close
+   */
+  setMaxEntries(count: number): this {
+    this.#check();
+    const value = positiveInteger(count, "maxEntries", 0xffffffff);
+    checkInt(libbpf().bpf_map__set_max_entries(this.#pointer, value), "set max entries of", {
+      map: this.name,
+    });
+    this.#maxEntries.set(this.name, value);
+    return this;
+  }
+
+  /**
+   * Sets the value size in bytes the map is created with.
+   *
+   * @throws {RangeError} when `size` is not a positive 32-bit integer
+   * @throws {BpfError} when libbpf refuses the size (for example for maps with BTF value types)
+   * @throws {ClosedError} after load or close
+   */
+  setValueSize(size: number): this {
+    this.#check();
+    const value = positiveInteger(size, "valueSize", 0xffffffff);
+    checkInt(libbpf().bpf_map__set_value_size(this.#pointer, value), "set value size of", {
+      map: this.name,
+    });
+    this.#valueSize.set(this.name, value);
+    return this;
+  }
+}
+
+/** Settings of a program of an {@linkcode OpenObject}, applied when it loads. */
+export class OpenProgram {
+  /** The program's name. */
+  readonly name: string;
+  #pointer: Deno.PointerObject;
+  #autoload: Map<string, boolean>;
+  #check: () => void;
+
+  /** @internal Use {@linkcode OpenObject.program}. */
+  constructor(
+    pointer: Deno.PointerObject,
+    name: string,
+    autoload: Map<string, boolean>,
+    check: () => void,
+  ) {
+    this.#pointer = pointer;
+    this.name = name;
+    this.#autoload = autoload;
+    this.#check = check;
+  }
+
+  /** Whether the program will be loaded. */
+  get autoload(): boolean {
+    this.#check();
+    return libbpf().bpf_program__autoload(this.#pointer);
+  }
+
+  /**
+   * Sets whether the program is loaded; a program that is not loaded cannot be attached.
+   *
+   * @throws {ClosedError} after load or close
+   */
+  setAutoload(autoload: boolean): this {
+    this.#check();
+    checkInt(libbpf().bpf_program__set_autoload(this.#pointer, autoload), "set autoload of", {
+      program: this.name,
+    });
+    this.#autoload.set(this.name, autoload);
+    return this;
+  }
+}
+
+/**
+ * A loaded eBPF object: its maps exist in the kernel and its programs are
+ * loaded. It owns its maps, programs, links and memory views; closing it
+ * detaches every link, unmaps every view and unloads the programs (links and
+ * views taken out with `disown()` excepted).
+ *
+ * @example Load the built-in syscalls probe and read its counters
+ * ```ts ignore
+ * import { openObject, possibleCpuCount, SYSCALLS_OBJECT } from "../mod.ts";
+ *
+ * const opened = openObject(SYSCALLS_OBJECT, { name: "syscalls" });
+ * opened.map("syscall_counts").setMaxEntries(possibleCpuCount() * 512);
+ * using object = opened.load();
+ * object.attachAll();
+ * using counts = object.map("syscall_counts").mmap();
+ * console.log(counts.getUint64(0)); // read(2) calls on CPU 0
+ * ```
+ */
+export class BpfObject implements Disposable {
+  /** The object's name. */
+  readonly name: string;
+  /** The object's maps, including internal ones such as `.bss`. */
+  readonly maps: readonly BpfMap[];
+  /** The object's programs, loaded or not. */
+  readonly programs: readonly BpfProgram[];
+  #native: NativeObject;
+  #state: ObjectState;
+  #token: object;
+
+  /** @internal Use {@linkcode OpenObject.load}. */
+  constructor(native: NativeObject, name: string) {
+    this.name = name;
+    this.#native = native;
+    this.#state = new ObjectState(name);
+    this.maps = mapPointers(native.pointer).map((pointer) => new BpfMap(pointer, this.#state));
+    this.programs = programPointers(native.pointer).map((pointer) =>
+      new BpfProgram(pointer, this.#state)
+    );
+    // Registered on the shared state, which every map, program and link keeps
+    // alive, so the native object outlives all of them.
+    const pointer = native.pointer;
+    this.#token = track(this.#state, `object "${name}"`, () => libbpf().bpf_object__close(pointer));
+  }
+
+  /** Whether {@linkcode BpfObject.close} has run. */
+  get closed(): boolean {
+    return this.#state.closed;
+  }
+
+  /**
+   * Returns the map named `name`.
+   *
+   * @throws {BpfError} with code `ENOENT` when there is no such map; the message lists the maps
+   * @throws {ClosedError} after close
+   */
+  map(name: string): BpfMap {
+    this.#state.check("find map", `map "${name}"`);
+    return findIn(this.maps, name, "map", this.name);
+  }
+
+  /**
+   * Returns the program named `name`.
+   *
+   * @throws {BpfError} with code `ENOENT` when there is no such program; the message lists the programs
+   * @throws {ClosedError} after close
+   */
+  program(name: string): BpfProgram {
+    this.#state.check("find program", `program "${name}"`);
+    return findIn(this.programs, name, "program", this.name);
+  }
+
+  /**
+   * Attaches every loaded program to the hook its section names, and returns
+   * the links, which the object owns. Programs whose section names no target
+   * (such as a bare `SEC("raw_tp")`) are skipped: attach those explicitly. When
+   * one attach fails, the links made so far are closed before the error is thrown.
+   *
+   * @throws {BpfError} on the first attach failure
+   * @throws {ClosedError} after close
+   */
+  attachAll(): BpfLink[] {
+    this.#state.check("attach programs", "programs");
+    const links: BpfLink[] = [];
+    try {
+      for (const program of this.programs) {
+        if (program.fd < 0 || !sectionHasTarget(program.sectionName)) continue;
+        links.push(program.attach());
+      }
+    } catch (error) {
+      for (const link of links.reverse()) link.close();
+      throw error;
+    }
+    return links;
+  }
+
+  /**
+   * Detaches every link, unmaps every view, then unloads the programs and
+   * frees the maps. Calling it again does nothing.
+   *
+   * @throws {BpfError} when a link fails to detach; everything is closed anyway
+   */
+  close(): void {
+    if (this.#state.closed) return;
+    const errors = this.#state.closeChildren();
+    this.#state.closed = true;
+    untrack(this.#token);
+    libbpf().bpf_object__close(this.#native.pointer);
+    this.#native.keepAlive.length = 0;
+    if (errors.length > 0) throw errors[0];
+  }
+
+  /** Same as {@linkcode BpfObject.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function mapPointers(object: Deno.PointerObject): Deno.PointerObject[] {
+  const pointers: Deno.PointerObject[] = [];
+  for (let map = libbpf().bpf_object__next_map(object, null); map !== null;) {
+    pointers.push(map);
+    map = libbpf().bpf_object__next_map(object, map);
+  }
+  return pointers;
+}
+
+function programPointers(object: Deno.PointerObject): Deno.PointerObject[] {
+  const pointers: Deno.PointerObject[] = [];
+  for (let program = libbpf().bpf_object__next_program(object, null); program !== null;) {
+    pointers.push(program);
+    program = libbpf().bpf_object__next_program(object, program);
+  }
+  return pointers;
+}
+
+function findByName(
+  object: Deno.PointerObject,
+  name: string,
+  kind: "map" | "program",
+  objectName: string,
+) {
+  const lib = libbpf();
+  const pointers = kind === "map" ? mapPointers(object) : programPointers(object);
+  const names = pointers.map((pointer) =>
+    readCString(kind === "map" ? lib.bpf_map__name(pointer) : lib.bpf_program__name(pointer))
+  );
+  const index = names.indexOf(name);
+  if (index >= 0) return pointers[index]!;
+  throw notFound(name, kind, objectName, names);
+}
+
+function findIn<T extends { name: string }>(
+  items: readonly T[],
+  name: string,
+  kind: string,
+  objectName: string,
+): T {
+  const found = items.find((item) => item.name === name);
+  if (found !== undefined) return found;
+  throw notFound(name, kind, objectName, items.map((item) => item.name));
+}
+
+function notFound(name: string, kind: string, objectName: string, names: string[]): BpfError {
+  return new BpfError({
+    op: `find ${kind} "${name}" in`,
+    object: objectName,
+    errno: Errno.ENOENT,
+    detail: `no such ${kind}`,
+    hint: names.length === 0
+      ? `the object has no ${kind}s`
+      : `the object has ${kind}s: ${names.join(", ")}`,
+  });
+}
+
+function openError(error: unknown, output: string[], fromBytes: boolean): unknown {
+  if (!(error instanceof BpfError)) return error;
+  const notElf = error.code === "LIBBPF_ERRNO__FORMAT" || error.code === "LIBBPF_ERRNO__LIBELF";
+  const hint = notElf
+    ? `${
+      fromBytes ? "the bytes are" : "the file is"
+    } not an eBPF ELF object: compile with clang -target bpf`
+    : error.code === "ENOENT"
+    ? "check the path"
+    : undefined;
+  return new BpfError(
+    {
+      object: error.object,
+      path: error.path,
+      op: error.op,
+      errno: error.errno,
+      detail: error.detail,
+      libbpfOutput: output,
+      ...(hint === undefined ? {} : { hint }),
+      cause: error,
+    } as ConstructorParameters<typeof BpfError>[0],
+  );
+}
+
+function loadError(
+  error: unknown,
+  output: string[],
+  logBuffer: Uint8Array,
+  objectName: string,
+): unknown {
+  if (!(error instanceof BpfError)) return error;
+  const failed = output.map((line) =>
+    /^prog '([^']+)': (?:BPF program )?load failed/.exec(line)?.[1]
+  )
+    .find((name) => name !== undefined);
+  const end = logBuffer.indexOf(0);
+  const logLength = end < 0 ? logBuffer.length : end;
+  if (failed !== undefined && logLength > 0) {
+    return new VerifierError({
+      op: "load",
+      program: failed,
+      object: objectName,
+      errno: error.errno,
+      log: new TextDecoder().decode(logBuffer.subarray(0, logLength)),
+      truncated: error.errno === Errno.ENOSPC || logLength >= logBuffer.length - 1,
+      cause: error,
+    });
+  }
+  return new BpfError({
+    op: "load",
+    object: objectName,
+    ...(failed === undefined ? {} : { program: failed }),
+    errno: error.errno,
+    detail: error.detail,
+    libbpfOutput: output,
+    cause: error,
+  });
+}
+
+function sectionHasTarget(section: string): boolean {
+  // Sections that are only a program type, with nothing after it, name no hook.
+  return !/^(raw_tp|raw_tracepoint|tp|tracepoint|xdp|perf_event|socket|tc|classifier|cgroup\/\w+)$/
+    .test(
+      section,
+    );
+}
+
+function defaultName(source: ObjectSource): string {
+  if (source instanceof Uint8Array) return "bpf_object";
+  const path = pathOf(source);
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  return base.replace(/(\.bpf)?\.o$/, "") || base;
+}
+
+function pathOf(source: string | URL): string {
+  if (typeof source === "string") return source;
+  if (source.protocol !== "file:") {
+    throw new TypeError(
+      `Cannot open object from ${source.href}: only file: URLs and paths can be opened`,
+    );
+  }
+  return decodeURIComponent(source.pathname);
+}
+
+function addressOf(buffer: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
+function positiveInteger(value: number, name: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (Number.isInteger(value) && value > 0 && value <= max) return value;
+  throw new RangeError(`Invalid ${name}: ${value} is not an integer from 1 to ${max}`);
+}
