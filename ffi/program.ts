@@ -81,7 +81,7 @@ export class BpfProgram {
 
   /**
    * UNSAFE: the program's file descriptor, owned by the object and closed with it.
-   * It is -1 for a program that was not loaded (autoload turned off).
+   * It is negative for a program that was not loaded (autoload turned off).
    *
    * @throws {ClosedError} after the object is closed
    */

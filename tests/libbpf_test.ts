@@ -1,0 +1,29 @@
+import assert from "node:assert/strict";
+import { libbpfVersion } from "../mod.ts";
+import { repoPath, run } from "./_helpers.ts";
+
+Deno.test("libbpfVersion() reports 1.0 or newer", () => {
+  const [major, minor] = libbpfVersion().split(".").map(Number);
+  assert.ok(major! > 1 || (major === 1 && minor! >= 0), libbpfVersion());
+});
+
+Deno.test("a missing BPFSCOPE_LIBBPF_PATH library lists what was tried", async () => {
+  const result = await run(Deno.execPath(), [
+    "run",
+    "--allow-all",
+    repoPath("tests/_scripts/load_probe.ts"),
+  ], {
+    env: { BPFSCOPE_LIBBPF_PATH: "/nonexistent/libbpf.so.9" },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout) as { name: string; code: string; message: string };
+  assert.equal(report.name, "BpfError");
+  assert.match(
+    report.message,
+    /^Failed to load libbpf: no usable library found; tried \/nonexistent\/libbpf\.so\.9: /,
+  );
+  assert.match(
+    report.message,
+    /check BPFSCOPE_LIBBPF_PATH, or unset it to search the standard paths/,
+  );
+});
