@@ -60,3 +60,11 @@ export {
   UpdateFlags,
 } from "./ffi/constants.ts";
 export { SYSCALLS_OBJECT } from "./bpf/syscalls_object.ts";
+export {
+  OTHER_SLOT,
+  SYSCALL_SLOTS,
+  type SyscallCount,
+  syscallName,
+  SyscallSnapshot,
+  SyscallsProbe,
+} from "./plugins/probes/syscalls.ts";
