@@ -58,7 +58,18 @@ const BASE64 = [
   "AAAACAAAAAAAAAAYAAAAAAAAAA==",
 ].join("");
 
-/** The compiled eBPF object of bpf/syscalls.bpf.c (BTF included). */
+/**
+ * The compiled eBPF object of bpf/syscalls.bpf.c (BTF included), embedded so that
+ * importing bpfscope from a URL needs no compiler and no file access.
+ *
+ * @example Open the embedded object
+ * ```ts ignore
+ * import { openObject, SYSCALLS_OBJECT } from "../mod.ts";
+ *
+ * using opened = openObject(SYSCALLS_OBJECT, { name: "syscalls" });
+ * console.log(opened.programNames);
+ * ```
+ */
 export const SYSCALLS_OBJECT: Uint8Array = Uint8Array.from(
   atob(BASE64),
   (char) => char.charCodeAt(0),

@@ -150,12 +150,30 @@ export const UpdateFlags = {
   F_LOCK: 4,
 } as const;
 
-/** Returns the kernel name of a map type without its prefix, such as `"PERCPU_ARRAY"`. */
+/**
+ * Returns the kernel name of a map type without its prefix, such as `"PERCPU_ARRAY"`.
+ *
+ * @example
+ * ```ts
+ * import { mapTypeName } from "./constants.ts";
+ *
+ * console.log(mapTypeName(27)); // "RINGBUF"
+ * ```
+ */
 export function mapTypeName(type: number): string {
   return nameOf(MapType, type);
 }
 
-/** Returns the kernel name of a program type without its prefix, such as `"XDP"`. */
+/**
+ * Returns the kernel name of a program type without its prefix, such as `"XDP"`.
+ *
+ * @example
+ * ```ts
+ * import { programTypeName } from "./constants.ts";
+ *
+ * console.log(programTypeName(6)); // "XDP"
+ * ```
+ */
 export function programTypeName(type: number): string {
   return nameOf(ProgramType, type);
 }

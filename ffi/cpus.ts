@@ -1,5 +1,5 @@
 /**
- * CPU counts as the BPF subsystem sees them.
+ * CPU counts as the BPF subsystem uses them.
  *
  * @module
  */

@@ -8,7 +8,16 @@
 
 import { Errno, errnoName } from "./_errno.ts";
 
-/** Names of the kernel objects an error is about; every field is optional. */
+/**
+ * Names of the kernel objects an error is about; every field is optional.
+ *
+ * @example
+ * ```ts
+ * import type { BpfErrorSubject } from "./errors.ts";
+ *
+ * const subject: BpfErrorSubject = { map: "counts", object: "syscalls" };
+ * ```
+ */
 export interface BpfErrorSubject {
   /** The object's name (its file name without `.o`, or the name given at open). */
   object?: string;
@@ -20,15 +29,25 @@ export interface BpfErrorSubject {
   path?: string;
 }
 
-/** Options of {@linkcode BpfError}. */
+/**
+ * Options of {@linkcode BpfError}.
+ *
+ * @example
+ * ```ts
+ * import { BpfError, type BpfErrorOptions } from "./errors.ts";
+ *
+ * const options: BpfErrorOptions = { op: "attach", program: "on_exec", errno: 2 };
+ * console.log(new BpfError(options).message);
+ * ```
+ */
 export interface BpfErrorOptions extends BpfErrorSubject {
-  /** What bpfscope was doing, as a verb phrase: `"load object"`, `"attach program"`. */
+  /** The failed operation, as a verb phrase: `"load"`, `"attach"`. */
   op: string;
   /** The positive errno value, or a libbpf error code (4000 and above). */
   errno: number;
   /** A description of the failure; defaults to the C library's text for `errno`. */
   detail?: string;
-  /** What the user can do about it; defaults to a hint for well-known errno values. */
+  /** A hint on how to fix the failure; defaults to one for well-known errno values. */
   hint?: string;
   /** libbpf's messages during the failed operation, appended to the message one per line. */
   libbpfOutput?: readonly string[];
@@ -98,8 +117,8 @@ export class BpfError extends Error {
 }
 
 /**
- * A program that the kernel's verifier rejected. The message holds the last
- * lines of the verifier log; {@linkcode VerifierError.log} holds all of it.
+ * A program that the kernel's verifier rejected. The message quotes the last
+ * lines of the verifier log, and {@linkcode VerifierError.log} contains all of it.
  *
  * @example Print the verifier log of a rejected program
  * ```ts ignore
@@ -212,7 +231,7 @@ function defaultHint(errno: number, op: string): string | undefined {
 }
 
 function lastLines(text: string, count: number): string {
-  // The kernel ends every log with statistics lines, which say nothing about the failure.
+  // The kernel ends every log with statistics lines, which tell nothing about the failure.
   const lines = text.split("\n").map((line) => line.trim())
     .filter((line) => line !== "" && !/^(processed \d+ insns|verification time)/.test(line));
   return lines.slice(-count).join(" / ") || "the log is empty";

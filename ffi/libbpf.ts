@@ -9,7 +9,15 @@ import { BpfError } from "./errors.ts";
 import { Errno } from "./_errno.ts";
 import { readEnv } from "./_env.ts";
 
-/** The environment variable that names the libbpf shared library to load. */
+/**
+ * The environment variable that names the libbpf shared library to load,
+ * instead of the standard search.
+ *
+ * @example
+ * ```sh
+ * BPFSCOPE_LIBBPF_PATH=/opt/libbpf/lib64/libbpf.so.1 deno run --allow-ffi --allow-env tool.ts
+ * ```
+ */
 export const LIBBPF_PATH_ENV = "BPFSCOPE_LIBBPF_PATH";
 
 /** The oldest libbpf release bpfscope works with (its 1.0 API: NULL plus errno, no legacy mode). */
@@ -107,7 +115,19 @@ export function libbpf(): Libbpf {
   return loaded;
 }
 
-/** Returns the version of the loaded libbpf as `"major.minor"`. */
+/**
+ * Returns the version of the loaded libbpf as `"major.minor"`, loading the
+ * library if needed.
+ *
+ * @throws {BpfError} when libbpf cannot be loaded
+ *
+ * @example
+ * ```ts ignore
+ * import { libbpfVersion } from "../mod.ts";
+ *
+ * console.log(`libbpf ${libbpfVersion()}`); // "libbpf 1.1"
+ * ```
+ */
 export function libbpfVersion(): string {
   const lib = libbpf();
   return `${lib.libbpf_major_version()}.${lib.libbpf_minor_version()}`;

@@ -15,7 +15,16 @@ export interface LinkOwner {
   forget(child: object): void;
 }
 
-/** The hook a link attaches to, as given to the attach call. */
+/**
+ * The hook a link attaches to, as given to the attach call.
+ *
+ * @example
+ * ```ts
+ * import type { LinkTarget } from "./link.ts";
+ *
+ * const target: LinkTarget = { kind: "tracepoint", category: "sched", name: "sched_process_exec" };
+ * ```
+ */
 export type LinkTarget =
   | { kind: "auto"; section: string }
   | { kind: "tracepoint"; category: string; name: string }

@@ -11,23 +11,62 @@
 import { libbpf } from "./libbpf.ts";
 import { libc } from "./libc.ts";
 
-/** The level of a libbpf message (`enum libbpf_print_level`). */
+/**
+ * The level of a libbpf message (`enum libbpf_print_level`).
+ *
+ * @example
+ * ```ts
+ * import type { LibbpfLogLevel } from "./logger.ts";
+ *
+ * const level: LibbpfLogLevel = "info";
+ * ```
+ */
 export type LibbpfLogLevel = "warn" | "info" | "debug";
 
-/** Receives libbpf's messages, one line at a time, without the trailing newline. */
+/**
+ * Receives libbpf's messages, one message at a time, without the trailing newline.
+ *
+ * @example Collect messages in memory
+ * ```ts
+ * import type { LibbpfLogger } from "./logger.ts";
+ *
+ * const lines: string[] = [];
+ * const logger: LibbpfLogger = (level, message) => lines.push(`${level}: ${message}`);
+ * ```
+ */
 export type LibbpfLogger = (level: LibbpfLogLevel, message: string) => void;
 
-/** The logger in effect and the most verbose level it receives. */
+/**
+ * The logger in effect and the most verbose level it receives.
+ *
+ * @example Restore the previous logger
+ * ```ts
+ * import { type LibbpfLoggerSetting, setLibbpfLogger } from "./logger.ts";
+ *
+ * const previous: LibbpfLoggerSetting = setLibbpfLogger(null);
+ * setLibbpfLogger(previous.logger, previous.level);
+ * ```
+ */
 export interface LibbpfLoggerSetting {
   /** The logger, or `null` when messages are dropped. */
   logger: LibbpfLogger | null;
-  /** The most verbose level passed to the logger. */
+  /** The maximum verbosity passed to the logger. */
   level: LibbpfLogLevel;
 }
 
 const LEVELS: readonly LibbpfLogLevel[] = ["warn", "info", "debug"];
 
-/** Writes each message to standard error, prefixed with `libbpf: `. */
+/**
+ * Writes a message to standard error, prefixed with `libbpf: `. This is the
+ * logger in effect until {@linkcode setLibbpfLogger} replaces it.
+ *
+ * @example Show libbpf's info messages too
+ * ```ts
+ * import { setLibbpfLogger, stderrLogger } from "./logger.ts";
+ *
+ * setLibbpfLogger(stderrLogger, "info");
+ * ```
+ */
 export function stderrLogger(_level: LibbpfLogLevel, message: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`libbpf: ${message}\n`));
 }

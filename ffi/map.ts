@@ -12,7 +12,18 @@ import type { ObjectState } from "./_object_state.ts";
 import { libbpf } from "./libbpf.ts";
 import { MapMemory } from "./map_memory.ts";
 
-/** Options of {@linkcode BpfMap.mmap}. */
+/**
+ * Options of {@linkcode BpfMap.mmap}.
+ *
+ * @example Map a `.bss` section writable to set a global before attaching
+ * ```ts ignore
+ * import { openObject } from "../mod.ts";
+ *
+ * using object = openObject("./probe.bpf.o").load();
+ * using bss = object.map("probe.bss").mmap({ writable: true });
+ * new Uint32Array(bss.buffer)[0] = Deno.pid;
+ * ```
+ */
 export interface MmapOptions {
   /**
    * Map the memory writable, so that stores change the values the kernel

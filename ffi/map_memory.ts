@@ -19,7 +19,7 @@ const TWO_TO_32 = 2 ** 32;
  *
  * Element `i` of an array map starts at byte `i * valueStride`, where the
  * stride is the value size rounded up to 8 bytes. An aligned 8-byte field
- * is read in one access; a value made of several fields can be torn by a
+ * is read in one access. A value made of several fields can be torn by a
  * concurrent kernel writer, so multi-field values need a protocol such as a
  * sequence counter.
  *

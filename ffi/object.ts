@@ -17,10 +17,28 @@ import { captureLibbpfOutput } from "./logger.ts";
 import { BpfMap } from "./map.ts";
 import { BpfProgram } from "./program.ts";
 
-/** Where an object comes from: a file path or URL, or the bytes of an ELF file. */
+/**
+ * The source of an object: a file path or URL, or the bytes of an ELF file.
+ *
+ * @example
+ * ```ts
+ * import type { ObjectSource } from "./object.ts";
+ *
+ * const sources: ObjectSource[] = ["./probe.bpf.o", new URL("file:///opt/probe.bpf.o"), new Uint8Array()];
+ * ```
+ */
 export type ObjectSource = string | URL | Uint8Array;
 
-/** Options of {@linkcode openObject}. */
+/**
+ * Options of {@linkcode openObject}.
+ *
+ * @example Keep up to 256 MiB of verifier log
+ * ```ts
+ * import type { OpenObjectOptions } from "./object.ts";
+ *
+ * const options: OpenObjectOptions = { name: "probe", maxLogSize: 256 << 20 };
+ * ```
+ */
 export interface OpenObjectOptions {
   /**
    * The object's name, used in error messages and as the prefix of its
@@ -38,8 +56,8 @@ export interface OpenObjectOptions {
    */
   logSize?: number;
   /**
-   * The largest verifier log buffer to try; past it the error holds the end
-   * of the log (the kernel keeps the last bytes) and is marked truncated.
+   * The largest verifier log buffer to try. Past it, the error contains the
+   * end of the log (the kernel keeps the last bytes) and is marked truncated.
    *
    * @default 67108864 (64 MiB)
    */
@@ -101,6 +119,14 @@ interface PendingConfig {
  * An eBPF object that is open but not loaded: maps can be resized and
  * programs turned off before {@linkcode OpenObject.load}. After a successful
  * load this instance is spent and its methods throw {@linkcode ClosedError}.
+ *
+ * @example List what an object contains without loading it
+ * ```ts ignore
+ * import { openObject } from "../mod.ts";
+ *
+ * using opened = openObject("./probe.bpf.o");
+ * console.log(opened.programNames, opened.mapNames);
+ * ```
  */
 export class OpenObject implements Disposable {
   /** The object's name. */
@@ -301,7 +327,17 @@ export class OpenObject implements Disposable {
   }
 }
 
-/** Settings of a map of an {@linkcode OpenObject}, applied when it loads. */
+/**
+ * Settings of a map of an {@linkcode OpenObject}, applied when it loads.
+ *
+ * @example Give a hash map room for 100,000 entries
+ * ```ts ignore
+ * import { openObject } from "../mod.ts";
+ *
+ * using opened = openObject("./probe.bpf.o");
+ * opened.map("flows").setMaxEntries(100_000);
+ * ```
+ */
 export class OpenMap {
   /** The map's name. */
   readonly name: string;
@@ -371,7 +407,18 @@ export class OpenMap {
   }
 }
 
-/** Settings of a program of an {@linkcode OpenObject}, applied when it loads. */
+/**
+ * Settings of a program of an {@linkcode OpenObject}, applied when it loads.
+ *
+ * @example Leave out a program that this kernel cannot load
+ * ```ts ignore
+ * import { openObject } from "../mod.ts";
+ *
+ * using opened = openObject("./probe.bpf.o");
+ * opened.program("on_fentry").setAutoload(false);
+ * using object = opened.load();
+ * ```
+ */
 export class OpenProgram {
   /** The program's name. */
   readonly name: string;

@@ -14,7 +14,18 @@ import { libc } from "./libc.ts";
 import { BpfLink, type LinkTarget } from "./link.ts";
 import { captureLibbpfOutput } from "./logger.ts";
 
-/** Kernel-side facts about a loaded program (`struct bpf_prog_info`). */
+/**
+ * Kernel-side facts about a loaded program (`struct bpf_prog_info`).
+ *
+ * @example Average run time per call
+ * ```ts ignore
+ * import { openObject } from "../mod.ts";
+ *
+ * using object = openObject("./probe.bpf.o").load();
+ * const info = object.program("count_syscall").info();
+ * console.log(info.id, Number(info.runTimeNs) / Math.max(1, Number(info.runCount)));
+ * ```
+ */
 export interface ProgramInfo {
   /** The program's id, as shown by `bpftool prog list`. */
   id: number;

@@ -70,7 +70,7 @@ export async function programGone(id: number, timeoutMs = 5000): Promise<boolean
   return true;
 }
 
-/** Returns whether the kernel knows a program with this id (`bpftool prog show id ID`). */
+/** Returns whether a program with this id is loaded (`bpftool prog show id ID`). */
 export async function programExists(id: number): Promise<boolean> {
   const result = await run("bpftool", ["prog", "show", "id", String(id)]);
   return result.code === 0;

@@ -136,7 +136,7 @@ Deno.test({
     const id = object.program("on_raw_tracepoint").info().id;
     object.close();
     assert.equal(link.closed, false);
-    // The link holds the program, so the kernel keeps it loaded.
+    // The link references the program, so the kernel keeps it loaded.
     assert.ok(await programExists(id));
     link.close();
     assert.ok(await programGone(id));

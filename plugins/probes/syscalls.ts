@@ -11,9 +11,27 @@ import type { MapMemory } from "../../ffi/map_memory.ts";
 import { type BpfObject, openObject } from "../../ffi/object.ts";
 import { SYSCALL_NAMES_X86_64 } from "./_syscall_names_x86_64.ts";
 
-/** Slots per CPU in the counter table; must match SYSCALL_SLOTS in bpf/syscalls.bpf.c. */
+/**
+ * Slots per CPU in the counter table; must match SYSCALL_SLOTS in bpf/syscalls.bpf.c.
+ *
+ * @example Index of syscall `nr` on CPU `cpu` in the raw table
+ * ```ts
+ * import { SYSCALL_SLOTS } from "./syscalls.ts";
+ *
+ * const index = (cpu: number, nr: number) => cpu * SYSCALL_SLOTS + nr;
+ * ```
+ */
 export const SYSCALL_SLOTS = 512;
-/** The slot that counts syscall numbers outside 0..510 (and x32 calls). */
+/**
+ * The slot that counts syscall numbers outside 0..510 (and x32 calls).
+ *
+ * @example
+ * ```ts
+ * import { OTHER_SLOT, syscallName } from "./syscalls.ts";
+ *
+ * console.log(syscallName(OTHER_SLOT)); // "other"
+ * ```
+ */
 export const OTHER_SLOT = SYSCALL_SLOTS - 1;
 
 /**
@@ -33,7 +51,16 @@ export function syscallName(nr: number): string {
   return names?.get(nr) ?? `syscall_${nr}`;
 }
 
-/** A syscall and its count or rate, as returned by {@linkcode SyscallSnapshot.top}. */
+/**
+ * A syscall and its count or rate, as returned by {@linkcode SyscallSnapshot.top}.
+ *
+ * @example
+ * ```ts
+ * import type { SyscallCount } from "./syscalls.ts";
+ *
+ * const row: SyscallCount = { nr: 0, name: "read", value: 1200 };
+ * ```
+ */
 export interface SyscallCount {
   /** The syscall number; {@linkcode OTHER_SLOT} collects numbers outside the table. */
   nr: number;
@@ -46,6 +73,18 @@ export interface SyscallCount {
 /**
  * The counters of the `syscalls` probe at one moment: a copy, taken with one
  * pass over the mapped table, that stays valid after the probe closes.
+ *
+ * @example Rates per CPU between two snapshots
+ * ```ts
+ * import { SYSCALL_SLOTS, SyscallSnapshot } from "./syscalls.ts";
+ *
+ * const earlier = new SyscallSnapshot(0, 1, new Float64Array(SYSCALL_SLOTS));
+ * const counts = new Float64Array(SYSCALL_SLOTS);
+ * counts[0] = 500; // 500 read() calls on CPU 0
+ * const later = new SyscallSnapshot(2000, 1, counts);
+ * const delta = later.since(earlier);
+ * console.log(delta.cpuTotal(0) / ((later.time - earlier.time) / 1000)); // 250 per second
+ * ```
  */
 export class SyscallSnapshot {
   /** Milliseconds since the time origin (`performance.now()`) when the copy was taken. */
@@ -62,19 +101,19 @@ export class SyscallSnapshot {
     this.counts = counts;
   }
 
-  /** The number of calls of syscall `nr` on CPU `cpu`. */
+  /** Returns the number of calls of syscall `nr` on CPU `cpu`. */
   count(cpu: number, nr: number): number {
     return this.counts[cpu * SYSCALL_SLOTS + nr] ?? 0;
   }
 
-  /** The number of calls on CPU `cpu`, all syscalls together. */
+  /** Returns the number of calls on CPU `cpu`, all syscalls together. */
   cpuTotal(cpu: number): number {
     let sum = 0;
     for (let nr = 0; nr < SYSCALL_SLOTS; nr++) sum += this.count(cpu, nr);
     return sum;
   }
 
-  /** The number of calls of syscall `nr`, all CPUs together. */
+  /** Returns the number of calls of syscall `nr`, all CPUs together. */
   syscallTotal(nr: number): number {
     let sum = 0;
     for (let cpu = 0; cpu < this.cpus; cpu++) sum += this.count(cpu, nr);
