@@ -6,6 +6,7 @@
 
 import { checkMmap } from "./_check.ts";
 import { track, untrack } from "./_resources.ts";
+import { sumUint64 } from "./_simd_sum.ts";
 import { ClosedError } from "./errors.ts";
 import { libc, MAP_SHARED, PROT_READ, PROT_WRITE, systemPageSize } from "./libc.ts";
 import type { LinkOwner } from "./link.ts";
@@ -151,6 +152,39 @@ export class MapMemory implements Disposable {
       );
     }
     return high * TWO_TO_32 + this.#words[index]!;
+  }
+
+  /**
+   * Returns the sum, modulo 2^64 like a C loop over `uint64_t`, of `count`
+   * u64 values starting at `byteOffset` (a multiple of 8). This is the fast
+   * way to total a large counter table: the values are copied in cache-sized
+   * chunks into WebAssembly memory and added with SIMD instructions, several
+   * times faster than a JavaScript loop over the mapped memory. Each aligned
+   * u64 is read whole; the values are not one consistent snapshot while the
+   * kernel keeps writing.
+   *
+   * @default byteOffset 0
+   * @default count every value from `byteOffset` to the end
+   * @throws {ClosedError} after close
+   * @throws {RangeError} when the offset is unaligned or the values do not fit inside the memory
+   *
+   * @example Total of an 8 MiB counter array
+   * ```ts ignore
+   * import { openObject } from "../mod.ts";
+   *
+   * using object = openObject("./counters.bpf.o").load();
+   * using memory = object.map("counts").mmap();
+   * console.log(memory.sumUint64());
+   * ```
+   */
+  sumUint64(byteOffset = 0, count: number = Math.floor((this.byteLength - byteOffset) / 8)): bigint {
+    this.#check("sum");
+    if (byteOffset % 8 !== 0 || byteOffset < 0 || count < 0 || byteOffset + count * 8 > this.byteLength) {
+      throw new RangeError(
+        `Cannot sum ${count} u64 values at offset ${byteOffset} of map "${this.map}": the range must be 8-byte aligned and inside its ${this.byteLength} bytes`,
+      );
+    }
+    return sumUint64(this.#buffer, byteOffset, count);
   }
 
   /**

@@ -60,6 +60,22 @@ Deno.test({
 });
 
 Deno.test({
+  name: "MapMemory.sumUint64() totals the mapped values",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(ATTACH).load();
+    using memory = object.map("hits").mmap({ writable: true });
+    new BigUint64Array(memory.buffer).set([5n, 0xffff_ffff_ffff_ffffn, 1n << 40n, 3n]);
+    assert.equal(memory.sumUint64(), (1n << 40n) + 7n);
+    assert.equal(memory.sumUint64(16, 2), (1n << 40n) + 3n);
+    assert.throws(() => memory.sumUint64(4, 1), RangeError);
+    assert.throws(() => memory.sumUint64(8, 4), RangeError);
+    memory.close();
+    assert.throws(() => memory.sumUint64(), ClosedError);
+  },
+});
+
+Deno.test({
   name: "MapMemory accessors check bounds and alignment",
   ...kernelTest(),
   fn() {

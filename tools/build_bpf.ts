@@ -51,6 +51,8 @@ const CLANG_FLAGS = [
 // Directories, relative to the repository root, whose `*.bpf.c` files are compiled.
 const PROBE_DIR = "bpf";
 const FIXTURE_DIR = "tests/fixtures";
+// Benchmark programs: like fixtures, only the `.bpf.o` is written.
+const BENCH_DIR = "bench";
 
 const VMLINUX_PATH = "bpf/include/vmlinux.h";
 const UNISTD_HEADER = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
@@ -206,8 +208,10 @@ async function buildAll(root: string, tempDir: string): Promise<Output[]> {
     });
   }
 
-  for (const source of await listSources(root, FIXTURE_DIR)) {
-    outputs.push({ path: objectPath(source), bytes: await compileObject(root, source, tempDir) });
+  for (const dir of [FIXTURE_DIR, BENCH_DIR]) {
+    for (const source of await listSources(root, dir)) {
+      outputs.push({ path: objectPath(source), bytes: await compileObject(root, source, tempDir) });
+    }
   }
 
   const header = await readRequired(UNISTD_HEADER, "linux-libc-dev");
@@ -254,7 +258,7 @@ async function findOrphans(root: string, outputs: Output[]): Promise<string[]> {
   const produced = new Set(outputs.map((output) => output.path));
   const orphans: string[] = [];
 
-  for (const dir of [PROBE_DIR, FIXTURE_DIR]) {
+  for (const dir of [PROBE_DIR, FIXTURE_DIR, BENCH_DIR]) {
     let entries: Deno.DirEntry[];
     try {
       entries = await Array.fromAsync(Deno.readDir(`${root}/${dir}`));
