@@ -1,0 +1,215 @@
+// deno-lint-ignore-file no-console -- a benchmark prints its table.
+/**
+ * Map-access benchmarks: each case is timed from Deno and from a C program
+ * doing the same work through libbpf (bench/ref.c) on the same object, in
+ * alternating rounds of one run, and printed as a ratio, because this
+ * machine is shared and noisy and only same-run ratios compare.
+ *
+ * Run: `deno task bench` (as root). Writes the table to bench/RESULTS.md.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { type BpfMap, type BpfObject, openObject } from "../mod.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const OBJECT = `${ROOT}bench/bench_maps.bpf.o`;
+const REF_SOURCE = `${ROOT}bench/ref.c`;
+const REF_BINARY = `${ROOT}.tools/bench_ref`;
+const RESULTS = `${ROOT}bench/RESULTS.md`;
+
+const KEYS = 1024;
+const BIG_ARRAY_ENTRIES = 1 << 20;
+
+interface Case {
+  name: string;
+  /** What one operation is, for the table. */
+  unit: string;
+  /** The target ratio Deno/C, or undefined when the case only informs. */
+  target: number;
+  iterations: number;
+  prepare(object: BpfObject): () => void;
+}
+
+function u32Keys(count: number): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) => new Uint8Array(new Uint32Array([i]).buffer));
+}
+
+function fillU64(map: BpfMap, count: number): void {
+  const keys = u32Keys(count);
+  for (let i = 0; i < count; i++) {
+    map.update(keys[i]!, new Uint8Array(new BigUint64Array([BigInt(i)]).buffer));
+  }
+}
+
+let sink = 0;
+
+const CASES: Case[] = [
+  {
+    name: "lookup_array",
+    unit: "one lookup, ARRAY u32 -> u64",
+    target: 1.15,
+    iterations: 200_000,
+    prepare(object) {
+      const map = object.map("array_u64");
+      fillU64(map, KEYS);
+      const keys = u32Keys(KEYS);
+      return () => {
+        for (let i = 0; i < this.iterations; i++) sink += map.lookup(keys[i & (KEYS - 1)]!)![0]!;
+      };
+    },
+  },
+  {
+    name: "lookup_hash",
+    unit: "one lookup, HASH u32 -> u64",
+    target: 1.15,
+    iterations: 200_000,
+    prepare(object) {
+      const map = object.map("hash_u64");
+      fillU64(map, KEYS);
+      const keys = u32Keys(KEYS);
+      return () => {
+        for (let i = 0; i < this.iterations; i++) sink += map.lookup(keys[i & (KEYS - 1)]!)![0]!;
+      };
+    },
+  },
+  {
+    name: "lookup_percpu",
+    unit: "one key, all CPUs, PERCPU_ARRAY",
+    target: 1.3,
+    iterations: 200_000,
+    prepare(object) {
+      const map = object.map("percpu_u64");
+      const keys = u32Keys(16);
+      return () => {
+        for (let i = 0; i < this.iterations; i++) sink += map.lookupPerCpu(keys[i & 15]!)!.length;
+      };
+    },
+  },
+  {
+    name: "sum_array",
+    unit: "sum of 1 Mi u64 (8 MiB) over mmap",
+    target: 4,
+    iterations: 200,
+    prepare(object) {
+      const memory = object.map("big_array").mmap({ writable: true });
+      const values = new BigUint64Array(memory.buffer);
+      for (let i = 0; i < BIG_ARRAY_ENTRIES; i++) values[i] = BigInt(i);
+      return () => {
+        for (let i = 0; i < this.iterations; i++) sink += Number(memory.sumUint64() & 1n);
+      };
+    },
+  },
+];
+
+async function buildReference(): Promise<void> {
+  const source = await Deno.stat(REF_SOURCE);
+  const binary = await Deno.stat(REF_BINARY).catch(() => undefined);
+  if (binary?.mtime && source.mtime && binary.mtime > source.mtime) return;
+  await Deno.mkdir(`${ROOT}.tools`, { recursive: true });
+  const args = ["-O3", "-march=native", "-Wall", "-o", REF_BINARY, REF_SOURCE, "-lbpf"];
+  const result = await new Deno.Command("gcc", { args, stderr: "inherit" }).output();
+  if (!result.success) throw new Error(`Failed to build the C reference: gcc ${args.join(" ")}`);
+}
+
+async function runReference(name: string, iterations: number): Promise<number> {
+  const output = await new Deno.Command(REF_BINARY, {
+    args: [OBJECT, name, String(iterations)],
+    stderr: "inherit",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim();
+  const match = /^\S+ ([0-9.]+)$/.exec(text);
+  if (!output.success || match === null) {
+    throw new Error(`C reference failed for ${name}: "${text}"`);
+  }
+  return Number(match[1]);
+}
+
+function timeDeno(bench: Case, run: () => void): number {
+  const start = performance.now();
+  run();
+  return ((performance.now() - start) * 1e6) / bench.iterations;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function formatNs(ns: number): string {
+  return ns >= 1e6
+    ? `${(ns / 1e6).toFixed(2)} ms`
+    : ns >= 1e3
+    ? `${(ns / 1e3).toFixed(2)} µs`
+    : `${ns.toFixed(0)} ns`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { rounds: { type: "string", default: "5" } },
+  });
+  const rounds = Number(values.rounds);
+  await buildReference();
+
+  using object = openObject(OBJECT).load();
+  const rows: string[] = [];
+  const perElement: Record<string, number> = {};
+  console.log(`${rounds} alternating rounds per case; medians; ratio = Deno / C\n`);
+
+  for (const bench of CASES) {
+    const run = bench.prepare(object);
+    run(); // warm-up: JIT and page faults
+    const deno: number[] = [];
+    const c: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      c.push(await runReference(bench.name, bench.iterations));
+      deno.push(timeDeno(bench, run));
+    }
+    const ratio = median(deno) / median(c);
+    const verdict = ratio <= bench.target ? "meets" : "misses";
+    perElement[bench.name] = median(deno);
+    const row = `| ${bench.name} | ${bench.unit} | ${formatNs(median(deno))} | ${
+      formatNs(median(c))
+    } | ${ratio.toFixed(2)}x | <= ${bench.target}x (${verdict}) |`;
+    rows.push(row);
+    console.log(row);
+  }
+
+  const mmapPerElement = perElement["sum_array"]! / BIG_ARRAY_ENTRIES;
+  const speedup = perElement["lookup_array"]! / mmapPerElement;
+  const note = `Per element, the mmap read takes ${mmapPerElement.toFixed(2)} ns against ${
+    perElement["lookup_array"]!.toFixed(0)
+  } ns for a syscall lookup: ${speedup.toFixed(0)}x faster (target >= 50x).`;
+  console.log(`\n${note}`);
+  await writeResults(rows, note, rounds);
+  if (sink === Number.MIN_VALUE) console.log(sink);
+}
+
+async function writeResults(rows: string[], note: string, rounds: number): Promise<void> {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ??
+    "unknown CPU";
+  const text = [
+    "# Benchmark results",
+    "",
+    "The latest output of `deno task bench`, written by bench/run.ts. Each case runs in",
+    `${rounds} alternating rounds of Deno and the C reference (bench/ref.c, gcc -O3 -march=native,`,
+    "libbpf) on the same object; the figures are medians and the ratio is Deno / C.",
+    "",
+    `Machine: ${cpu}, ${navigator.hardwareConcurrency} CPUs, Linux ${Deno.osRelease()}, Deno ${Deno.version.deno}.`,
+    `Run on ${new Date().toISOString().slice(0, 10)}.`,
+    "",
+    "## Map access",
+    "",
+    "| case | one operation | Deno | C | ratio | target |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+    note,
+    "",
+  ].join("\n");
+  await Deno.writeTextFile(RESULTS, text);
+}
+
+await main();
