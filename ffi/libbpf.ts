@@ -91,6 +91,23 @@ const SYMBOLS = {
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" }, // int (int fd, const void *key, const void *value, __u64 flags)
   bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" }, // int (int fd, const void *key)
   bpf_map_get_next_key: { parameters: ["i32", "buffer", "buffer"], result: "i32" }, // int (int fd, const void *key, void *next_key)
+  bpf_map_lookup_and_delete_elem_flags: {
+    parameters: ["i32", "buffer", "buffer", "u64"],
+    result: "i32",
+  }, // int (int fd, const void *key, void *value, __u64 flags)
+  bpf_map_lookup_batch: {
+    parameters: ["i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  }, // int (int fd, void *in_batch, void *out_batch, void *keys, void *values, __u32 *count, const struct bpf_map_batch_opts *opts)
+  bpf_map_lookup_and_delete_batch: {
+    parameters: ["i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  }, // int (int fd, void *in_batch, void *out_batch, void *keys, void *values, __u32 *count, const struct bpf_map_batch_opts *opts)
+  bpf_map_update_batch: {
+    parameters: ["i32", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  }, // int (int fd, const void *keys, const void *values, __u32 *count, const struct bpf_map_batch_opts *opts)
+  bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" }, // int (int prog_fd, struct bpf_test_run_opts *opts)
   bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" }, // int (int bpf_fd, void *info, __u32 *info_len)
   bpf_enable_stats: { parameters: ["i32"], result: "i32" }, // int (enum bpf_stats_type type)
 } as const satisfies Deno.ForeignLibraryInterface;
