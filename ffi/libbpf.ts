@@ -48,6 +48,7 @@ const SYMBOLS = {
   bpf_object__next_map: { parameters: ["pointer", "pointer"], result: "pointer" }, // struct bpf_map *(const struct bpf_object *obj, const struct bpf_map *map)
   bpf_object__next_program: { parameters: ["pointer", "pointer"], result: "pointer" }, // struct bpf_program *(const struct bpf_object *obj, struct bpf_program *prog)
   bpf_object__btf: { parameters: ["pointer"], result: "pointer" }, // struct btf *(const struct bpf_object *obj)
+  bpf_object__find_map_by_name: { parameters: ["pointer", "buffer"], result: "pointer" }, // struct bpf_map *(const struct bpf_object *obj, const char *name)
 
   // Map.
   bpf_map__name: { parameters: ["pointer"], result: "pointer" }, // const char *(const struct bpf_map *map)
@@ -63,6 +64,10 @@ const SYMBOLS = {
   bpf_map__is_internal: { parameters: ["pointer"], result: "bool" }, // bool (const struct bpf_map *map)
   bpf_map__btf_key_type_id: { parameters: ["pointer"], result: "u32" }, // __u32 (const struct bpf_map *map)
   bpf_map__btf_value_type_id: { parameters: ["pointer"], result: "u32" }, // __u32 (const struct bpf_map *map)
+  bpf_map__initial_value: { parameters: ["pointer", "buffer"], result: "pointer" }, // const void *(struct bpf_map *map, size_t *psize)
+
+  // BTF (btf.h).
+  btf__raw_data: { parameters: ["pointer", "buffer"], result: "pointer" }, // const void *(const struct btf *btf, __u32 *size)
 
   // Program.
   bpf_program__name: { parameters: ["pointer"], result: "pointer" }, // const char *(const struct bpf_program *prog)
