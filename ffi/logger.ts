@@ -75,6 +75,7 @@ let setting: LibbpfLoggerSetting = { logger: stderrLogger, level: "warn" };
 let callback: Deno.UnsafeCallback<typeof PRINT_FN> | undefined;
 let captured: { level: LibbpfLogLevel; message: string }[] | undefined;
 const formatBuffer = new Uint8Array(4096);
+const inWorker = "WorkerGlobalScope" in globalThis;
 
 const PRINT_FN = { parameters: ["i32", "pointer", "pointer"], result: "i32" } as const;
 
@@ -83,7 +84,9 @@ const PRINT_FN = { parameters: ["i32", "pointer", "pointer"], result: "i32" } as
  * previous setting. Messages of an operation that fails are not logged: they
  * are attached to the thrown {@linkcode BpfError} instead.
  *
- * libbpf's print callback is process-wide, so the setting is too.
+ * libbpf's print callback is process-wide, so the setting is too. Only the
+ * main thread's setting is used: messages of libbpf calls made in a Worker go
+ * to the main thread's logger. A logger that throws is ignored.
  *
  * @param logger the new logger, or `null` to drop messages
  * @param level the most verbose level to pass on
@@ -131,9 +134,14 @@ export function captureLibbpfOutput<T>(
 }
 
 function installCallback(): void {
-  if (callback !== undefined) return;
-  // The callback runs on the thread that called into libbpf; bpfscope makes
-  // every libbpf call that can print from the main thread.
+  if (callback !== undefined || inWorker) return;
+  // libbpf's print callback is one per process, but an UnsafeCallback belongs
+  // to the isolate that made it and is freed with it: one installed from a
+  // Worker would dangle after the Worker ends, and would route the main
+  // thread's messages through the Worker. So only the main thread installs
+  // it. libbpf calls from a Worker hand their messages to the main thread's
+  // callback (blocking until it runs), or print them to standard error
+  // through libbpf's default when the main thread never installed one.
   callback = new Deno.UnsafeCallback(PRINT_FN, (level, format, args) => {
     const message = formatMessage(format, args);
     const name = LEVELS[level] ?? "debug";
@@ -157,6 +165,12 @@ function forward(entries: readonly { level: LibbpfLogLevel; message: string }[])
   if (logger === null) return;
   const limit = LEVELS.indexOf(level);
   for (const entry of entries) {
-    if (LEVELS.indexOf(entry.level) <= limit) logger(entry.level, entry.message);
+    if (LEVELS.indexOf(entry.level) > limit) continue;
+    try {
+      logger(entry.level, entry.message);
+    } catch {
+      // A logger that throws must not abort a libbpf call half-way and leak
+      // what it created, so its exception is dropped.
+    }
   }
 }
