@@ -28,6 +28,14 @@ export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 /** Changes are shared with the kernel object behind the fd. */
 export const MAP_SHARED = 0x01;
+/** Copy-on-write pages private to this process. */
+export const MAP_PRIVATE = 0x02;
+/** Place the mapping exactly at the given address, replacing what was there. */
+export const MAP_FIXED = 0x10;
+/** Zero-filled memory backed by no file. */
+export const MAP_ANONYMOUS = 0x20;
+/** Reserve no swap space for the mapping. */
+export const MAP_NORESERVE = 0x4000;
 /** `sysconf` name of the page size. */
 export const SC_PAGESIZE = 30;
 

@@ -8,7 +8,17 @@ import { checkMmap } from "./_check.ts";
 import { track, untrack } from "./_resources.ts";
 import { sumUint64 } from "./_simd_sum.ts";
 import { ClosedError } from "./errors.ts";
-import { libc, MAP_SHARED, PROT_READ, PROT_WRITE, systemPageSize } from "./libc.ts";
+import {
+  libc,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
+  systemPageSize,
+} from "./libc.ts";
 import type { LinkOwner } from "./link.ts";
 
 const TWO_TO_32 = 2 ** 32;
@@ -28,6 +38,12 @@ const TWO_TO_32 = 2 ** 32;
  * unmaps it. After close every accessor throws {@linkcode ClosedError}, and the
  * `ArrayBuffer` returned by {@linkcode MapMemory.buffer} is detached (its
  * length becomes 0), so views over it read `undefined` rather than freed memory.
+ * An asynchronous operation that was still using a view when the memory closed
+ * (a pending socket write, say) reads zeros from then on: the address range is
+ * replaced by a private zero mapping and never reused, so it cannot see
+ * another map's data. That reservation of address space (not of memory) is not
+ * returned to the system until the process exits. Do not transfer the buffer:
+ * accessors then throw {@linkcode ClosedError}.
  *
  * @example Sum the u64 counters of an mmapable array
  * ```ts ignore
@@ -228,8 +244,21 @@ export class MapMemory implements Disposable {
     this.#owner = null;
 
     // Detaching makes every view over the buffer zero-length before the pages go away.
-    this.#buffer.transfer(0);
-    libc().munmap(pointer, BigInt(this.#mappedLength));
+    if (!this.#buffer.detached) this.#buffer.transfer(0);
+    // Replacing the map's pages in place (rather than munmap) drops the
+    // mapping's reference to the map while keeping the addresses valid and
+    // unused, for native code that may still hold a pointer into them.
+    const replaced = libc().mmap(
+      pointer,
+      BigInt(this.#mappedLength),
+      PROT_READ,
+      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+      -1,
+      0n,
+    );
+    if (replaced === null || Deno.UnsafePointer.value(replaced) !== Deno.UnsafePointer.value(pointer)) {
+      libc().munmap(pointer, BigInt(this.#mappedLength));
+    }
   }
 
   /** Same as {@linkcode MapMemory.close}. */
@@ -239,5 +268,8 @@ export class MapMemory implements Disposable {
 
   #check(op: string): void {
     if (this.#pointer === null) throw new ClosedError(op, `memory of map "${this.map}"`);
+    if (this.#buffer.detached) {
+      throw new ClosedError(op, `memory of map "${this.map}"`, "its buffer was transferred or detached");
+    }
   }
 }

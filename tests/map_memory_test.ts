@@ -113,6 +113,40 @@ Deno.test({
 });
 
 Deno.test({
+  name: "MapMemory close leaves zeros at the old address",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(ATTACH).load();
+    const memory = object.map("hits").mmap({ writable: true });
+    new BigUint64Array(memory.buffer).fill(0x4141_4141_4141_4141n);
+    const address = Deno.UnsafePointer.of(memory.buffer);
+    assert.ok(address !== null);
+
+    memory.close();
+    // Native code that kept the address reads zeros instead of faulting.
+    assert.equal(new Deno.UnsafePointerView(address).getBigUint64(0), 0n);
+    using again = object.map("hits").mmap();
+    assert.notEqual(Deno.UnsafePointer.value(Deno.UnsafePointer.of(again.buffer)), Deno.UnsafePointer.value(address));
+    assert.equal(again.getBigUint64(0), 0x4141_4141_4141_4141n);
+  },
+});
+
+Deno.test({
+  name: "MapMemory with a transferred buffer throws ClosedError",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(ATTACH).load();
+    const memory = object.map("hits").mmap();
+    const moved = memory.buffer.transfer();
+    assert.equal(moved.byteLength, 32);
+    assert.throws(() => memory.getUint64(8), /its buffer was transferred or detached/);
+    assert.throws(() => memory.copy(), ClosedError);
+    memory.close();
+    assert.equal(memory.closed, true);
+  },
+});
+
+Deno.test({
   name: "BpfObject.close() unmaps its views",
   ...kernelTest(),
   fn() {
