@@ -42,6 +42,66 @@ export { BpfMap, type MmapOptions } from "./ffi/map.ts";
 export { BpfProgram, type ProgramInfo } from "./ffi/program.ts";
 export { BpfLink, type LinkTarget } from "./ffi/link.ts";
 export { MapMemory } from "./ffi/map_memory.ts";
+export {
+  Btf,
+  type BtfEnumerator,
+  BtfKind,
+  type BtfKindName,
+  type BtfMember,
+  type BtfType,
+  type BtfVarSecinfo,
+} from "./ffi/btf.ts";
+export {
+  type AnyLayout,
+  array,
+  type ArrayLayout,
+  type BitRange,
+  bool,
+  type BoolLayout,
+  bytes,
+  type BytesLayout,
+  checkLayout,
+  cstring,
+  decodeValue,
+  describeLayout,
+  encodeValue,
+  type EnumLayout,
+  f32,
+  f64,
+  type FloatLayout,
+  i16,
+  i32,
+  i64,
+  i8,
+  type IntLayout,
+  type Layout,
+  type LayoutEnumerator,
+  type LayoutField,
+  layoutFromBtf,
+  layoutHasSpinLock,
+  LayoutMismatchError,
+  type LayoutType,
+  type LayoutValue,
+  spinLock,
+  type SpinLockLayout,
+  type StringLayout,
+  struct,
+  type StructLayout,
+  u16,
+  u32,
+  u64,
+  u8,
+  union,
+  type UnionLayout,
+} from "./ffi/layout.ts";
+export {
+  type BtfMapLayouts,
+  type MapLayouts,
+  TypedMap,
+  typedMap,
+  type TypedMapOptions,
+} from "./ffi/typed_map.ts";
+export { Globals } from "./ffi/globals.ts";
 export { possibleCpuCount } from "./ffi/cpus.ts";
 export {
   type LibbpfLogger,

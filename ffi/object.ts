@@ -10,12 +10,23 @@ import { type CallContext, checkInt, checkPointer, cString, readCString } from "
 import { Errno } from "./_errno.ts";
 import { ObjectState } from "./_object_state.ts";
 import { track, untrack } from "./_resources.ts";
+import { type Btf, readObjectBtf } from "./btf.ts";
 import { BpfError, ClosedError, VerifierError } from "./errors.ts";
+import {
+  findSectionMap,
+  Globals,
+  type GlobalsMemory,
+  initialValueMemory,
+  mappedMemory,
+  sectionLayout,
+} from "./globals.ts";
+import { MapFlags } from "./constants.ts";
 import { libbpf } from "./libbpf.ts";
 import type { BpfLink } from "./link.ts";
 import { captureLibbpfOutput } from "./logger.ts";
 import { BpfMap } from "./map.ts";
 import { BpfProgram } from "./program.ts";
+import { type BtfMapLayouts, btfMapLayouts } from "./typed_map.ts";
 
 /**
  * The source of an object: a file path or URL, or the bytes of an ELF file.
@@ -107,6 +118,8 @@ interface NativeObject {
   // Buffers whose addresses libbpf keeps until the object is closed.
   keepAlive: Uint8Array[];
   log: Uint8Array;
+  // The parsed BTF: undefined until first read, null when the object has none.
+  btf?: Btf | null;
 }
 
 interface PendingConfig {
@@ -137,6 +150,9 @@ export class OpenObject implements Disposable {
   #native: NativeObject | null;
   #config: PendingConfig = { maxEntries: new Map(), valueSize: new Map(), autoload: new Map() };
   #state: "open" | "loaded" | "closed" = "open";
+  // The memory of libbpf's initial values under Globals views, which must
+  // not outlive load or close.
+  #globals = new Set<GlobalsMemory>();
 
   /** @internal Use {@linkcode openObject}. */
   constructor(source: ObjectSource, options: OpenObjectOptions) {
@@ -159,6 +175,51 @@ export class OpenObject implements Disposable {
     return programPointers(pointer).map((program) =>
       readCString(libbpf().bpf_program__name(program))
     );
+  }
+
+  /**
+   * The object's BTF, parsed on first use, or `undefined` when the object was
+   * compiled without BTF (`clang -g`).
+   *
+   * @throws {BpfError} when the BTF is malformed
+   * @throws {ClosedError} after load or close
+   */
+  get btf(): Btf | undefined {
+    return objectBtf(this.#live("read BTF of"), this.name);
+  }
+
+  /**
+   * Returns a view of the initial values of the global variables in data
+   * section `section` (`.bss`, `.data`, `.rodata`, or a named `.data.NAME`),
+   * typed by BTF. Values set here are what the map holds when the object
+   * loads; this is how a `const volatile` variable in `.rodata` is set.
+   *
+   * The view writes libbpf's copy of the section, which load() copies into
+   * the map. It is closed when this object loads or closes; after load, use
+   * {@linkcode BpfObject.globals} for the live values.
+   *
+   * @default section ".bss"
+   * @throws {BpfError} with code `ENOENT` when the object has no such section
+   * @throws {TypeError} when the object has no BTF for the section
+   * @throws {ClosedError} after load or close
+   *
+   * @example Set a read-only variable before load
+   * ```ts ignore
+   * import { openObject } from "../mod.ts";
+   *
+   * using opened = openObject("./probe.bpf.o");
+   * opened.globals(".rodata").set("target_pid", Deno.pid);
+   * using object = opened.load();
+   * ```
+   */
+  globals(section = ".bss"): Globals {
+    const native = this.#live("set globals of");
+    const map = findSectionMap(native.pointer, section, this.name);
+    const layout = sectionLayout(objectBtf(native, this.name), section, this.name);
+    const context = { map: readCString(libbpf().bpf_map__name(map)), object: this.name };
+    const memory = initialValueMemory(map, context, () => this.#live("access globals of"));
+    this.#globals.add(memory);
+    return new Globals(memory, { section, layout, writable: true });
   }
 
   /**
@@ -208,6 +269,7 @@ export class OpenObject implements Disposable {
         checkInt(libbpf().bpf_object__load(native.pointer), "load", { object: this.name })
       );
       if (result.ok) {
+        this.#closeGlobals();
         this.#native = null;
         this.#state = "loaded";
         return new BpfObject(native, this.name);
@@ -232,6 +294,7 @@ export class OpenObject implements Disposable {
   close(): void {
     const native = this.#native;
     if (native === null) return;
+    this.#closeGlobals();
     this.#native = null;
     this.#state = "closed";
     libbpf().bpf_object__close(native.pointer);
@@ -285,6 +348,11 @@ export class OpenObject implements Disposable {
       });
     }
     return native;
+  }
+
+  #closeGlobals(): void {
+    for (const memory of this.#globals) memory.close();
+    this.#globals.clear();
   }
 
   #applyConfig(pointer: Deno.PointerObject): void {
@@ -532,6 +600,74 @@ export class BpfObject implements Disposable {
   }
 
   /**
+   * The object's BTF, parsed on first use, or `undefined` when the object was
+   * compiled without BTF (`clang -g`).
+   *
+   * @throws {BpfError} when the BTF is malformed
+   * @throws {ClosedError} after close
+   */
+  get btf(): Btf | undefined {
+    this.#state.check("read BTF", "BTF");
+    return objectBtf(this.#native, this.name);
+  }
+
+  /**
+   * Returns the layouts of map `name`'s key and value from its BTF types;
+   * each is `undefined` when the map has no BTF type for it. See
+   * {@linkcode typedMap} for typed access.
+   *
+   * @throws {BpfError} with code `ENOENT` when there is no such map
+   * @throws {ClosedError} after close
+   */
+  mapLayouts(name: string): BtfMapLayouts {
+    this.#state.check("read layouts", `map "${name}"`);
+    const pointer = findByName(this.#native.pointer, name, "map", this.name);
+    return btfMapLayouts(pointer, this.btf);
+  }
+
+  /**
+   * Returns a view of the live global variables in data section `section`
+   * (`.bss`, `.data`, `.rodata`, or a named `.data.NAME`), typed by BTF,
+   * over an mmap of the section's map: writes reach the programs at once.
+   * `.rodata` is read-only after load.
+   *
+   * The view belongs to this object: closing the object unmaps it and makes
+   * every access throw {@linkcode ClosedError}. Close it earlier with
+   * {@linkcode Globals.close}.
+   *
+   * @default section ".bss"
+   * @throws {BpfError} with code `ENOENT` when the object has no such section,
+   * or when mmap() fails
+   * @throws {TypeError} when the object has no BTF for the section
+   * @throws {ClosedError} after close
+   *
+   * @example Feed a value to the programs and read their result
+   * ```ts ignore
+   * import { openObject } from "../mod.ts";
+   *
+   * using object = openObject("./probe.bpf.o").load();
+   * using bss = object.globals(".bss");
+   * bss.set("threshold", 100n);
+   * object.attachAll();
+   * console.log(bss.get("events_over_threshold"));
+   * ```
+   */
+  globals(section = ".bss"): Globals {
+    this.#state.check("map globals", `section "${section}"`);
+    const pointer = findSectionMap(this.#native.pointer, section, this.name);
+    const layout = sectionLayout(this.btf, section, this.name);
+    const map = this.map(readCString(libbpf().bpf_map__name(pointer)));
+    const writable = (map.flags & MapFlags.F_RDONLY_PROG) === 0;
+    const memory = map.mmap({ writable });
+    return new Globals(mappedMemory(memory), {
+      section,
+      layout,
+      writable,
+      readOnlyReason: "the section is read-only after load (BPF_F_RDONLY_PROG); set it before load",
+    });
+  }
+
+  /**
    * Attaches every loaded program to the hook its section names, and returns
    * the links, which the object owns. Programs whose section names no target
    * (such as a bare `SEC("raw_tp")`) are skipped: attach those explicitly. When
@@ -575,6 +711,11 @@ export class BpfObject implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function objectBtf(native: NativeObject, objectName: string): Btf | undefined {
+  if (native.btf === undefined) native.btf = readObjectBtf(native.pointer, objectName) ?? null;
+  return native.btf ?? undefined;
 }
 
 function mapPointers(object: Deno.PointerObject): Deno.PointerObject[] {
