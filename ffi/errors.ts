@@ -27,6 +27,8 @@ export interface BpfErrorSubject {
   program?: string;
   /** A file path involved in the operation. */
   path?: string;
+  /** Where the operation was directed, such as `to raw tracepoint "sys_enter"`; it follows the names. */
+  target?: string;
 }
 
 /**
@@ -204,19 +206,24 @@ export class ClosedError extends BpfError {
   }
 }
 
+/** The hint for EPERM when the process lacks the capabilities that BPF needs. */
+export const PERMISSION_HINT =
+  "bpfscope needs root, or the CAP_BPF and CAP_PERFMON capabilities: run it with sudo";
+
 function describeSubject(subject: BpfErrorSubject): string {
   const parts: string[] = [];
   if (subject.program !== undefined) parts.push(`program "${subject.program}"`);
   if (subject.map !== undefined) parts.push(`map "${subject.map}"`);
   if (subject.object !== undefined) parts.push(`object "${subject.object}"`);
   if (subject.path !== undefined) parts.push(`file "${subject.path}"`);
-  return parts.length === 0 ? "" : ` ${parts.join(" of ")}`;
+  const names = parts.length === 0 ? "" : ` ${parts.join(" of ")}`;
+  return subject.target === undefined ? names : `${names} ${subject.target}`;
 }
 
 function defaultHint(errno: number, op: string): string | undefined {
   switch (errno) {
     case Errno.EPERM:
-      return "bpfscope needs root, or the CAP_BPF and CAP_PERFMON capabilities: run it with sudo";
+      return PERMISSION_HINT;
     case Errno.E2BIG:
       return op.startsWith("update") ? "the map is full" : undefined;
     case Errno.EINVAL:

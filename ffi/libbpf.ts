@@ -130,7 +130,7 @@ let loaded: Libbpf | undefined;
  *
  * @throws {BpfError} when no candidate loads or the library is older than 1.0;
  * the message lists every path tried.
- * @throws {Deno.errors.PermissionDenied} without `--allow-ffi`.
+ * @throws {Deno.errors.NotCapable} without `--allow-ffi`.
  */
 export function libbpf(): Libbpf {
   loaded ??= openLibbpf();
@@ -167,7 +167,7 @@ function openLibbpf(): Libbpf {
       checkVersion(library.symbols, path);
       return library.symbols;
     } catch (error) {
-      if (error instanceof Deno.errors.PermissionDenied || error instanceof BpfError) throw error;
+      if (isPermissionError(error) || error instanceof BpfError) throw error;
       failures.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
       lastError = error;
     }
@@ -183,6 +183,11 @@ function openLibbpf(): Libbpf {
     hint: remedy,
     cause: lastError,
   });
+}
+
+// Deno 2 reports a missing --allow-ffi as NotCapable, Deno 1 as PermissionDenied.
+function isPermissionError(error: unknown): boolean {
+  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
 }
 
 function checkVersion(lib: Libbpf, path: string): void {

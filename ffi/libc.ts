@@ -13,6 +13,7 @@ const SYMBOLS = {
   sysconf: { parameters: ["i32"], result: "i64" }, // long sysconf(int name)
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" }, // int vsnprintf(char *str, size_t size, const char *format, va_list ap)
   access: { parameters: ["buffer", "i32"], result: "i32" }, // int access(const char *pathname, int mode)
+  capget: { parameters: ["buffer", "buffer"], result: "i32" }, // int capget(cap_user_header_t hdrp, cap_user_data_t datap)
   getppid: { parameters: [], result: "i32" }, // pid_t getppid(void)
   sched_getcpu: { parameters: [], result: "i32" }, // int sched_getcpu(void)
   sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" }, // int sched_getaffinity(pid_t pid, size_t cpusetsize, cpu_set_t *mask)

@@ -7,7 +7,7 @@
 import { type CallContext, checkInt, checkPointer, cString, readCString } from "./_check.ts";
 import { Errno } from "./_errno.ts";
 import type { ObjectState } from "./_object_state.ts";
-import { programTypeName } from "./constants.ts";
+import { ProgramType, programTypeName } from "./constants.ts";
 import { BpfError } from "./errors.ts";
 import { libbpf } from "./libbpf.ts";
 import { libc } from "./libc.ts";
@@ -177,6 +177,7 @@ export class BpfProgram {
    * @throws {ClosedError} after the object is closed
    */
   attachXdp(ifindex: number): BpfLink {
+    checkFd(ifindex, "interface index");
     const target: LinkTarget = { kind: "xdp", ifindex };
     return this.#attach(target, (pointer) => libbpf().bpf_program__attach_xdp(pointer, ifindex));
   }
@@ -189,6 +190,7 @@ export class BpfProgram {
    * @throws {ClosedError} after the object is closed
    */
   attachPerfEvent(perfEventFd: number): BpfLink {
+    checkFd(perfEventFd, "perf event fd");
     const target: LinkTarget = { kind: "perf_event", fd: perfEventFd };
     return this.#attach(
       target,
@@ -204,6 +206,7 @@ export class BpfProgram {
    * @throws {ClosedError} after the object is closed
    */
   attachCgroup(cgroupFd: number): BpfLink {
+    checkFd(cgroupFd, "cgroup fd");
     const target: LinkTarget = { kind: "cgroup", fd: cgroupFd };
     return this.#attach(
       target,
@@ -226,13 +229,15 @@ export class BpfProgram {
 
   #attachError(target: LinkTarget, error: unknown, output: string[]): unknown {
     if (!(error instanceof BpfError)) return error;
+    const hint = attachHint(target, error.errno, this.sectionName, this.type) ?? error.hint;
     return new BpfError({
       ...this.#subject,
-      op: `attach${describeTarget(target)}`,
+      op: "attach",
+      target: describeTarget(target),
       errno: error.errno,
       detail: error.detail,
       libbpfOutput: output,
-      ...attachHint(target, error.errno, this.sectionName),
+      ...(hint === undefined ? {} : { hint }),
       cause: error,
     });
   }
@@ -253,36 +258,69 @@ export class BpfProgram {
 function describeTarget(target: LinkTarget): string {
   switch (target.kind) {
     case "auto":
-      return ` (section "${target.section}")`;
+      return `by section "${target.section}"`;
     case "tracepoint":
-      return ` to tracepoint "${target.category}/${target.name}"`;
+      return `to tracepoint "${target.category}/${target.name}"`;
     case "raw_tracepoint":
-      return ` to raw tracepoint "${target.name}"`;
+      return `to raw tracepoint "${target.name}"`;
     case "xdp":
-      return ` to XDP of interface ${target.ifindex}`;
+      return `to XDP of interface ${target.ifindex}`;
     case "perf_event":
-      return ` to perf event fd ${target.fd}`;
+      return `to perf event fd ${target.fd}`;
     case "cgroup":
-      return ` to cgroup fd ${target.fd}`;
+      return `to cgroup fd ${target.fd}`;
   }
 }
 
-function attachHint(target: LinkTarget, errno: number, section: string): { hint?: string } {
+// The explicit attach method for each program type whose sections can omit the target.
+const ATTACH_METHODS: Readonly<Record<number, string>> = {
+  [ProgramType.TRACEPOINT]: "attachTracepoint(category, name)",
+  [ProgramType.RAW_TRACEPOINT]: "attachRawTracepoint(name)",
+  [ProgramType.RAW_TRACEPOINT_WRITABLE]: "attachRawTracepoint(name)",
+  [ProgramType.XDP]: "attachXdp(ifindex)",
+  [ProgramType.PERF_EVENT]: "attachPerfEvent(fd)",
+  [ProgramType.CGROUP_SKB]: "attachCgroup(fd)",
+  [ProgramType.CGROUP_SOCK]: "attachCgroup(fd)",
+  [ProgramType.CGROUP_SOCK_ADDR]: "attachCgroup(fd)",
+  [ProgramType.CGROUP_SOCKOPT]: "attachCgroup(fd)",
+  [ProgramType.CGROUP_SYSCTL]: "attachCgroup(fd)",
+  [ProgramType.CGROUP_DEVICE]: "attachCgroup(fd)",
+  [ProgramType.SOCK_OPS]: "attachCgroup(fd)",
+};
+
+function attachHint(
+  target: LinkTarget,
+  errno: number,
+  section: string,
+  type: number,
+): string | undefined {
   const usesTracepoint = target.kind === "tracepoint" ||
     (target.kind === "auto" && /^(tp|tracepoint)\//.test(section));
   if (usesTracepoint && errno === Errno.ENOENT) {
-    if (!tracefsMounted()) {
-      return { hint: `tracefs is not mounted: mount it with \`${MOUNT_TRACEFS}\`` };
-    }
-    return { hint: "no such tracepoint: see /sys/kernel/tracing/available_events" };
+    if (!tracefsMounted()) return `tracefs is not mounted: mount it with \`${MOUNT_TRACEFS}\``;
+    return "no such tracepoint: see /sys/kernel/tracing/available_events";
+  }
+  if (type === ProgramType.KPROBE && errno === Errno.ENOENT) {
+    return "kprobes and uprobes are not available on this kernel, or the function or binary does not exist (see /sys/kernel/tracing/available_filter_functions)";
   }
   if (target.kind === "auto" && (errno === Errno.EOPNOTSUPP || errno === Errno.ESRCH)) {
-    return {
-      hint:
-        `section "${section}" names no target to attach to: use attachTracepoint() or attachRawTracepoint()`,
-    };
+    const method = ATTACH_METHODS[type];
+    return method === undefined
+      ? `section "${section}" names no target, and bpfscope has no attach method for ${
+        programTypeName(type)
+      } programs yet`
+      : `section "${section}" names no target to attach to: use ${method}`;
   }
-  return {};
+  if (errno === Errno.E2BIG && (usesTracepoint || target.kind === "raw_tracepoint")) {
+    return "a tracepoint takes at most 64 BPF programs (BPF_TRACE_MAX_PROGS): close links that are no longer needed";
+  }
+  if (errno === Errno.EEXIST) return "the program is already attached to this hook";
+  return undefined;
+}
+
+function checkFd(value: number, name: string): number {
+  if (Number.isInteger(value) && value >= 0 && value <= 0x7fffffff) return value;
+  throw new RangeError(`Invalid ${name}: ${value} is not a non-negative 32-bit integer`);
 }
 
 function tracefsMounted(): boolean {

@@ -79,7 +79,7 @@ Deno.test({
     assert.equal(error.program, "on_raw_tracepoint_manual");
     assert.match(
       error.message,
-      /names no target to attach to: use attachTracepoint\(\) or attachRawTracepoint\(\)/,
+      /section "raw_tp" names no target to attach to: use attachRawTracepoint\(name\)/,
     );
   },
 });
@@ -99,6 +99,19 @@ Deno.test({
     assert.equal(error.code, "ENOENT");
     assert.match(error.message, /tracepoint "raw_syscalls\/no_such_event"/);
     assert.match(error.message, /no such tracepoint/);
+  },
+});
+
+Deno.test({
+  name: "BpfProgram attach methods reject invalid fds",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(ATTACH).load();
+    const program = object.program("on_raw_tracepoint");
+    assert.throws(() => program.attachXdp(2.5), /Invalid interface index: 2.5/);
+    assert.throws(() => program.attachPerfEvent(-1), RangeError);
+    assert.throws(() => program.attachCgroup(Number.NaN), RangeError);
+    assert.throws(() => program.attachRawTracepoint("sys_enter\0x"), /contains a NUL character/);
   },
 });
 

@@ -24,6 +24,10 @@ Deno.test("openObject() with bytes that are not ELF says so", () => {
   assert.match(error.message, /not an eBPF ELF object/);
 });
 
+Deno.test("openObject() rejects a path with a NUL character", () => {
+  assert.throws(() => openObject(`${ATTACH}\0.txt`), /contains a NUL character/);
+});
+
 Deno.test("openObject() rejects an ELF object with no programs", () => {
   const error = captureError(() => openObject(NO_PROGRAMS));
   assert.ok(error instanceof BpfError);
