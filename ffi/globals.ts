@@ -30,7 +30,7 @@ export interface GlobalsMemory {
  * typed by the object's BTF.
  *
  * Before load ({@linkcode OpenObject.globals}) the view writes the initial
- * values that the map is created with; this is the only way to set a
+ * values that the map is created with. This is the only way to set a
  * `const volatile` variable in `.rodata`, which BPF programs then see as a
  * constant. After load ({@linkcode BpfObject.globals}) the view is a mapping
  * of the live map: writes reach the running programs at once, and `.rodata`
@@ -153,9 +153,9 @@ export class Globals implements Disposable {
     if (variable !== undefined) return variable;
     const names = this.names;
     throw new TypeError(
-      `Section "${this.section}" has no variable "${name}"; ${
-        names.length === 0 ? "it has no variables" : `it has ${names.join(", ")}`
-      }`,
+      `Section "${this.section}" has no variable "${name}" (${
+        names.length === 0 ? "it has no variables" : `its variables: ${names.join(", ")}`
+      })`,
     );
   }
 

@@ -34,9 +34,9 @@ export interface MapLayouts<K = LayoutValue, V = LayoutValue> {
 }
 
 /**
- * The layouts that a map's BTF gives its key and value; `undefined` where the
- * map has no BTF type, as for a map declared with `key_size`/`value_size`
- * or created without BTF.
+ * The layouts that a map's BTF gives its key and value. Each is `undefined`
+ * when the map has no BTF type for it, as for a map declared with
+ * `key_size`/`value_size` or created without BTF.
  *
  * @example
  * ```ts ignore
@@ -76,9 +76,9 @@ export interface TypedMapOptions<K, V> {
 
 /**
  * Returns map `name` of `object` as a {@linkcode TypedMap}. The layouts come
- * from the map's BTF key and value types; a layout declared in `options`
- * replaces the BTF one after {@linkcode checkLayout} has compared the two,
- * and is required for a key or value that has no BTF type.
+ * from the map's BTF key and value types. A layout declared in `options`
+ * replaces the BTF one after {@linkcode checkLayout} has compared the two.
+ * A key or value without a BTF type needs a declared layout.
  *
  * The typed map belongs to the object like the {@linkcode BpfMap} it wraps,
  * and is unusable after the object closes.
@@ -125,8 +125,8 @@ export function typedMap<K = LayoutValue, V = LayoutValue>(
 }
 
 /**
- * Picks the key and value layouts of map `mapName`: each declared layout is
- * checked against BTF and used; without one, the BTF layout is used.
+ * Picks the key and value layouts of map `mapName`. A declared layout is
+ * checked against BTF and then used. Without one, the BTF layout is used.
  *
  * @throws {LayoutMismatchError} when a declared layout differs from BTF
  * @throws {TypeError} when neither gives a layout
