@@ -82,6 +82,8 @@ const OPEN_OPTS_KERNEL_LOG_BUF = 56;
 const OPEN_OPTS_KERNEL_LOG_SIZE = 64;
 
 const DEFAULT_LOG_SIZE = 1 << 20;
+// The kernel rejects verifier log buffers above UINT_MAX >> 2 bytes.
+const MAX_LOG_SIZE = 2 ** 30 - 1;
 const DEFAULT_MAX_LOG_SIZE = 64 << 20;
 
 /**
@@ -153,14 +155,30 @@ export class OpenObject implements Disposable {
   // The memory of libbpf's initial values under Globals views, which must
   // not outlive load or close.
   #globals = new Set<GlobalsMemory>();
+  #token: object | undefined;
 
   /** @internal Use {@linkcode openObject}. */
   constructor(source: ObjectSource, options: OpenObjectOptions) {
+    if (source instanceof Uint8Array && source.byteLength === 0) {
+      throw new RangeError(
+        "Cannot open an object from empty bytes: pass the contents of a .bpf.o file",
+      );
+    }
     this.#source = source instanceof Uint8Array ? source.slice() : source;
     this.name = options.name ?? defaultName(source);
-    this.#logSize = positiveInteger(options.logSize ?? DEFAULT_LOG_SIZE, "logSize");
-    this.#maxLogSize = positiveInteger(options.maxLogSize ?? DEFAULT_MAX_LOG_SIZE, "maxLogSize");
+    this.#logSize = positiveInteger(options.logSize ?? DEFAULT_LOG_SIZE, "logSize", MAX_LOG_SIZE);
+    this.#maxLogSize = positiveInteger(
+      options.maxLogSize ?? Math.max(DEFAULT_MAX_LOG_SIZE, this.#logSize),
+      "maxLogSize",
+      MAX_LOG_SIZE,
+    );
+    if (this.#maxLogSize < this.#logSize) {
+      throw new RangeError(
+        `Invalid maxLogSize: ${this.#maxLogSize} is smaller than logSize ${this.#logSize}`,
+      );
+    }
     this.#native = this.#open(this.#logSize);
+    this.#token = trackOpened(this, this.#native.pointer);
   }
 
   /** The names of the object's maps, including internal ones such as `.bss`. */
@@ -272,18 +290,21 @@ export class OpenObject implements Disposable {
         this.#closeGlobals();
         this.#native = null;
         this.#state = "loaded";
+        if (this.#token !== undefined) untrack(this.#token);
         return new BpfObject(native, this.name);
       }
 
       const error = loadError(result.error, result.output, native.log, this.name);
-      const grow = error instanceof VerifierError && error.truncated &&
-        logSize * 8 <= this.#maxLogSize;
+      const grow = error instanceof VerifierError && error.truncated && logSize < this.#maxLogSize;
       this.close();
       if (!grow) throw error;
 
       // The log did not fit: load again from scratch with a larger buffer.
-      logSize *= 8;
+      // NOTE: values written through globals() before load are not replayed,
+      // so a retry can verify .rodata defaults and log differently.
+      logSize = Math.min(logSize * 8, this.#maxLogSize);
       native = this.#open(logSize);
+      this.#token = trackOpened(this, native.pointer);
       this.#native = native;
       this.#state = "open";
       this.#applyConfig(native.pointer);
@@ -296,6 +317,7 @@ export class OpenObject implements Disposable {
     if (native === null) return;
     this.#closeGlobals();
     this.#native = null;
+    if (this.#token !== undefined) untrack(this.#token);
     this.#state = "closed";
     libbpf().bpf_object__close(native.pointer);
   }
@@ -584,7 +606,7 @@ export class BpfObject implements Disposable {
    * @throws {ClosedError} after close
    */
   map(name: string): BpfMap {
-    this.#state.check("find map", `map "${name}"`);
+    this.#state.check("find", `map "${name}"`);
     return findIn(this.maps, name, "map", this.name);
   }
 
@@ -595,7 +617,7 @@ export class BpfObject implements Disposable {
    * @throws {ClosedError} after close
    */
   program(name: string): BpfProgram {
-    this.#state.check("find program", `program "${name}"`);
+    this.#state.check("find", `program "${name}"`);
     return findIn(this.programs, name, "program", this.name);
   }
 
@@ -607,7 +629,7 @@ export class BpfObject implements Disposable {
    * @throws {ClosedError} after close
    */
   get btf(): Btf | undefined {
-    this.#state.check("read BTF", "BTF");
+    this.#state.check("read", "BTF");
     return objectBtf(this.#native, this.name);
   }
 
@@ -653,7 +675,7 @@ export class BpfObject implements Disposable {
    * ```
    */
   globals(section = ".bss"): Globals {
-    this.#state.check("map globals", `section "${section}"`);
+    this.#state.check("map", `section "${section}"`);
     const pointer = findSectionMap(this.#native.pointer, section, this.name);
     const layout = sectionLayout(this.btf, section, this.name);
     const map = this.map(readCString(libbpf().bpf_map__name(pointer)));
@@ -669,20 +691,22 @@ export class BpfObject implements Disposable {
 
   /**
    * Attaches every loaded program to the hook its section names, and returns
-   * the links, which the object owns. Programs whose section names no target
-   * (such as a bare `SEC("raw_tp")`) are skipped: attach those explicitly. When
+   * the links, which the object owns. Programs whose section alone does not say
+   * where to attach (a bare `SEC("raw_tp")`, `SEC("kprobe")` or `SEC("xdp")`,
+   * cgroup programs) are skipped: attach those explicitly. When
    * one attach fails, the links made so far are closed before the error is thrown.
    *
    * @throws {BpfError} on the first attach failure
    * @throws {ClosedError} after close
    */
   attachAll(): BpfLink[] {
-    this.#state.check("attach programs", "programs");
+    this.#state.check("attach", "programs");
     const links: BpfLink[] = [];
     try {
       for (const program of this.programs) {
-        if (program.fd < 0 || !sectionHasTarget(program.sectionName)) continue;
-        links.push(program.attach());
+        if (program.fd < 0) continue;
+        const link = attachUnlessNoTarget(program);
+        if (link !== undefined) links.push(link);
       }
     } catch (error) {
       for (const link of links.reverse()) link.close();
@@ -834,12 +858,21 @@ function loadError(
   });
 }
 
-function sectionHasTarget(section: string): boolean {
-  // Sections that are only a program type, with nothing after it, name no hook.
-  return !/^(raw_tp|raw_tracepoint|tp|tracepoint|xdp|perf_event|socket|tc|classifier|cgroup\/\w+)$/
-    .test(
-      section,
-    );
+// An opened object that is dropped without close() or load() is freed by the
+// garbage collector; OpenMap and OpenProgram handles keep it reachable.
+function trackOpened(opened: OpenObject, pointer: Deno.PointerObject): object {
+  return track(opened, `opened object "${opened.name}"`, () => libbpf().bpf_object__close(pointer));
+}
+
+// libbpf answers EOPNOTSUPP when a section alone does not say where to attach
+// (a bare SEC("raw_tp"), SEC("kprobe"), SEC("xdp"), cgroup programs).
+function attachUnlessNoTarget(program: BpfProgram): BpfLink | undefined {
+  try {
+    return program.attach();
+  } catch (error) {
+    if (error instanceof BpfError && error.errno === Errno.EOPNOTSUPP) return undefined;
+    throw error;
+  }
 }
 
 function defaultName(source: ObjectSource): string {

@@ -28,6 +28,12 @@ Deno.test("openObject() rejects a path with a NUL character", () => {
   assert.throws(() => openObject(`${ATTACH}\0.txt`), /contains a NUL character/);
 });
 
+Deno.test("openObject() rejects empty bytes and bad log sizes", () => {
+  assert.throws(() => openObject(new Uint8Array()), /empty bytes/);
+  assert.throws(() => openObject(ATTACH, { logSize: 2 ** 40 }), RangeError);
+  assert.throws(() => openObject(ATTACH, { logSize: 4096, maxLogSize: 1024 }), /smaller than logSize 4096/);
+});
+
 Deno.test("openObject() rejects an ELF object with no programs", () => {
   const error = captureError(() => openObject(NO_PROGRAMS));
   assert.ok(error instanceof BpfError);
@@ -99,6 +105,18 @@ Deno.test({
     assert.equal(error.truncated, false);
     assert.match(error.log, /^func#0|^0: /m);
     assert.match(error.log, /invalid mem access 'map_value_or_null'/);
+  },
+});
+
+Deno.test({
+  name: "OpenObject.load() grows the log up to maxLogSize exactly",
+  ...kernelTest(),
+  fn() {
+    // 100 * 8 = 800 overshoots 300, so the retry must use 300 bytes.
+    const error = captureError(() => openObject(REJECTED, { logSize: 100, maxLogSize: 300 }).load());
+    assert.ok(error instanceof VerifierError, String(error));
+    assert.ok(error.log.length > 100, `${error.log.length} bytes of log`);
+    assert.ok(error.log.length < 300, `${error.log.length} bytes of log`);
   },
 });
 
