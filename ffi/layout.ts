@@ -725,6 +725,9 @@ export function describeLayout(layout: Layout<unknown>): string {
  * does not record), a `cstring` for an array of 1-byte integers and back, and
  * {@linkcode bytes} for any type but a spin lock.
  *
+ * NOTE: the declaration DSL has no bitfields, so a struct with bitfields
+ * never matches a declared layout. Use the layout from BTF for such a struct.
+ *
  * @param declared the layout declared in TypeScript
  * @param fromBtf the layout derived from BTF
  * @param where the checked value, for the message: `the value of map "flows"`
