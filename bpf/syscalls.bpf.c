@@ -5,13 +5,15 @@
  *
  * syscall_counts is a flat u64 array laid out as [cpu][slot], with
  * SYSCALL_SLOTS slots per CPU: slots 0..510 count syscall numbers 0..510,
- * and slot 511 counts every other number (negative or >= 511). Each CPU
+ * and slot 511 counts every other number (negative or >= 511) and every
+ * 32-bit (ia32) syscall, whose numbers differ from x86_64's. Each CPU
  * writes only its own row, so user space reads the whole table through
  * mmap and sums the rows. BPF_MAP_TYPE_PERCPU_ARRAY cannot be mmapped,
  * which is why this is a plain ARRAY. The loader resizes the map to
  * possible_cpus * SYSCALL_SLOTS entries before load.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
 #define SYSCALL_SLOTS 512
@@ -32,6 +34,18 @@ int count_syscall(struct bpf_raw_tracepoint_args *ctx)
 	/* sys_enter's arguments are (struct pt_regs *regs, long id). */
 	long id = (long)ctx->args[1];
 	__u32 slot = (id < 0 || id >= OTHER_SLOT) ? OTHER_SLOT : (__u32)id;
+
+#if defined(__TARGET_ARCH_x86)
+	/*
+	 * A 32-bit (ia32) syscall arrives with its i386 number, which would be
+	 * counted under the x86_64 syscall of the same number: count it as
+	 * "other". x86 marks it with TS_COMPAT (0x0002) in thread_info.status.
+	 */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	if (BPF_CORE_READ(task, thread_info.status) & 0x0002)
+		slot = OTHER_SLOT;
+#endif
 	__u32 index = bpf_get_smp_processor_id() * SYSCALL_SLOTS + slot;
 	__u64 *count;
 

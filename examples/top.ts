@@ -20,9 +20,9 @@ import {
 
 const USAGE = `Usage: top.ts [--interval SECONDS] [--top N] [--duration SECONDS]
 
-  --interval SECONDS  refresh period in seconds (default 1)
-  --top N             number of syscalls listed per refresh (default 10)
-  --duration SECONDS  stop after this many seconds; 0 runs until Ctrl-C (default 0)
+  --interval SECONDS  refresh period in seconds, up to 86400 (default 1)
+  --top N             number of syscalls listed per refresh, 1 to 512 (default 10)
+  --duration SECONDS  stop after this many seconds, up to 2000000; 0 runs until Ctrl-C (default 0)
   --help              print this text`;
 
 interface Options {
@@ -43,28 +43,43 @@ function parseOptions(args: string[]): Options | undefined {
   });
   if (values.help) return undefined;
   return {
-    intervalMs: positiveNumber(values.interval, "--interval") * 1000,
-    top: Math.floor(positiveNumber(values.top, "--top")),
-    durationMs: nonNegativeNumber(values.duration, "--duration") * 1000,
+    intervalMs: numberInRange(values.interval, "--interval", 0.001, 86_400) * 1000,
+    top: integerInRange(values.top, "--top", 1, 512),
+    durationMs: values.duration === "0"
+      ? 0
+      : numberInRange(values.duration, "--duration", 0.001, 2_000_000) * 1000,
   };
 }
 
-function positiveNumber(text: string, flag: string): number {
+// setTimeout takes at most 2^31 - 1 ms (about 24.8 days), so both time limits stay below it.
+function numberInRange(text: string, flag: string, min: number, max: number): number {
   const value = Number(text);
-  if (Number.isFinite(value) && value > 0) return value;
-  throw new RangeError(`Invalid ${flag} value "${text}": expected a number greater than 0`);
+  if (text.trim() !== "" && Number.isFinite(value) && value >= min && value <= max) return value;
+  throw new RangeError(`Invalid ${flag} value "${text}": expected a number from ${min} to ${max}`);
 }
 
-function nonNegativeNumber(text: string, flag: string): number {
+function integerInRange(text: string, flag: string, min: number, max: number): number {
   const value = Number(text);
-  if (Number.isFinite(value) && value >= 0) return value;
-  throw new RangeError(`Invalid ${flag} value "${text}": expected a number of 0 or more`);
+  if (Number.isInteger(value) && value >= min && value <= max) return value;
+  throw new RangeError(
+    `Invalid ${flag} value "${text}": expected an integer from ${min} to ${max}`,
+  );
 }
 
 const encoder = new TextEncoder();
 
+let stdoutClosed = false;
+
+// A reader that went away (`top.ts | head`) ends the view quietly, like other command-line tools.
 function write(text: string): void {
-  Deno.stdout.writeSync(encoder.encode(text));
+  if (stdoutClosed) return;
+  try {
+    const bytes = encoder.encode(text);
+    for (let done = 0; done < bytes.length;) done += Deno.stdout.writeSync(bytes.subarray(done));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    stdoutClosed = true;
+  }
 }
 
 function formatRate(value: number): string {
@@ -176,7 +191,7 @@ async function main(): Promise<number> {
       const timer = setTimeout(() => tick.resolve("tick"), options.intervalMs);
       const reason = await Promise.race([tick.promise, stop.promise.then(() => "stop" as const)]);
       clearTimeout(timer);
-      if (reason === "stop") break;
+      if (reason === "stop" || stdoutClosed) break;
 
       const now = probe.read();
       const seconds = (now.time - previous.time) / 1000;

@@ -8,7 +8,7 @@ import {
   SyscallsProbe,
 } from "../plugins/probes/syscalls.ts";
 import { possibleCpuCount } from "../ffi/cpus.ts";
-import { kernelTest, programExists, programGone } from "./_helpers.ts";
+import { kernelTest, programExists, programGone, repoPath, run } from "./_helpers.ts";
 
 const GETPPID = 110; // x86_64
 
@@ -67,6 +67,38 @@ Deno.test({
     assert.ok(delta.total >= calls);
     assert.equal(delta.counts.length, probe.cpus * SYSCALL_SLOTS);
     assert.equal(delta.top(1)[0]?.name, syscallName(GETPPID));
+  },
+});
+
+Deno.test({
+  name: "SyscallsProbe counts ia32 syscalls as other",
+  ignore: Deno.build.arch !== "x86_64" || kernelTest().ignore,
+  async fn() {
+    const directory = await Deno.makeTempDir({ prefix: "bpfscope-ia32-" });
+    try {
+      const binary = `${directory}/ia32_syscalls`;
+      const build = await run("clang", [
+        "-O1",
+        "-o",
+        binary,
+        repoPath("tests/fixtures/ia32_syscalls.c"),
+      ]);
+      assert.equal(build.code, 0, build.stderr);
+
+      using probe = SyscallsProbe.open();
+      const writev = 20;
+      const before = probe.read();
+      const result = await run(binary, []);
+      const delta = probe.read().since(before);
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(
+        delta.syscallTotal(OTHER_SLOT) >= 100_000,
+        `other: ${delta.syscallTotal(OTHER_SLOT)}`,
+      );
+      assert.ok(delta.syscallTotal(writev) < 1000, `writev: ${delta.syscallTotal(writev)}`);
+    } finally {
+      await Deno.remove(directory, { recursive: true });
+    }
   },
 });
 
