@@ -2,5 +2,6 @@
 import { openObject } from "../../mod.ts";
 
 const opened = openObject(new URL("../fixtures/attach.bpf.o", import.meta.url));
-self.postMessage(opened.programNames);
+// Type-checked as a main-thread module, where postMessage has another signature.
+(globalThis as unknown as { postMessage(message: unknown): void }).postMessage(opened.programNames);
 opened.close();
