@@ -67,9 +67,7 @@ export class BpfLink implements Disposable {
     this.program = program;
     this.target = target;
     this.#owner = owner;
-    this.#token = track(this, `link of program "${program}"`, () => {
-      libbpf().bpf_link__destroy(pointer);
-    });
+    this.#token = track(this, `link of program "${program}"`, destroyLinkLater(pointer));
   }
 
   /** Whether {@linkcode BpfLink.close} has run. */
@@ -124,4 +122,12 @@ export class BpfLink implements Disposable {
     if (this.#pointer === null) throw new ClosedError(op, `link of program "${this.program}"`);
     return this.#pointer;
   }
+}
+
+// Created outside the constructor, so that the cleanup cannot capture the link
+// itself and keep it reachable from the registry.
+function destroyLinkLater(pointer: Deno.PointerObject): () => void {
+  return () => {
+    libbpf().bpf_link__destroy(pointer);
+  };
 }

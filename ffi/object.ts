@@ -591,7 +591,7 @@ export class BpfObject implements Disposable {
     // Registered on the shared state, which every map, program and link keeps
     // alive, so the native object outlives all of them.
     const pointer = native.pointer;
-    this.#token = track(this.#state, `object "${name}"`, () => libbpf().bpf_object__close(pointer));
+    this.#token = track(this.#state, `object "${name}"`, closeObjectLater(pointer));
   }
 
   /** Whether {@linkcode BpfObject.close} has run. */
@@ -861,7 +861,14 @@ function loadError(
 // An opened object that is dropped without close() or load() is freed by the
 // garbage collector; OpenMap and OpenProgram handles keep it reachable.
 function trackOpened(opened: OpenObject, pointer: Deno.PointerObject): object {
-  return track(opened, `opened object "${opened.name}"`, () => libbpf().bpf_object__close(pointer));
+  return track(opened, `opened object "${opened.name}"`, closeObjectLater(pointer));
+}
+
+// The cleanup must not be created inside a method: V8 would let it share the
+// method's context, which holds `this` when another closure there uses it,
+// and the registry would then keep the object alive forever.
+function closeObjectLater(pointer: Deno.PointerObject): () => void {
+  return () => libbpf().bpf_object__close(pointer);
 }
 
 // libbpf answers EOPNOTSUPP when a section alone does not say where to attach

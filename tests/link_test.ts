@@ -132,11 +132,14 @@ Deno.test({
 Deno.test({
   name: "BpfObject.close() detaches its links",
   ...kernelTest(),
-  fn() {
+  async fn() {
     const object = openObject(ATTACH).load();
     const links = object.attachAll();
+    const id = object.program("on_raw_tracepoint").info().id;
     object.close();
     for (const link of links) assert.equal(link.closed, true);
+    // A link that was not destroyed would keep its program loaded.
+    assert.ok(await programGone(id), `program ${id} is still loaded`);
   },
 });
 
