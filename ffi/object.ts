@@ -52,8 +52,9 @@ export type ObjectSource = string | URL | Uint8Array;
  */
 export interface OpenObjectOptions {
   /**
-   * The object's name, used in error messages and as the prefix of its
-   * internal maps (`NAME.bss`).
+   * The object's name, used in error messages. libbpf also names the maps of
+   * global variables after it: a prefix of the name (at most 8 characters in
+   * libbpf 1.1) and the section, such as `syscall.bss`.
    *
    * @default the file name without `.bpf.o` or `.o`; `"bpf_object"` for bytes
    */
