@@ -193,9 +193,15 @@ export class MapMemory implements Disposable {
    * console.log(memory.sumUint64());
    * ```
    */
-  sumUint64(byteOffset = 0, count: number = Math.floor((this.byteLength - byteOffset) / 8)): bigint {
+  sumUint64(
+    byteOffset = 0,
+    count: number = Math.floor((this.byteLength - byteOffset) / 8),
+  ): bigint {
     this.#check("sum");
-    if (byteOffset % 8 !== 0 || byteOffset < 0 || count < 0 || byteOffset + count * 8 > this.byteLength) {
+    if (
+      byteOffset % 8 !== 0 || byteOffset < 0 || count < 0 ||
+      byteOffset + count * 8 > this.byteLength
+    ) {
       throw new RangeError(
         `Cannot sum ${count} u64 values at offset ${byteOffset} of map "${this.map}": the range must be 8-byte aligned and inside its ${this.byteLength} bytes`,
       );
@@ -256,7 +262,9 @@ export class MapMemory implements Disposable {
       -1,
       0n,
     );
-    if (replaced === null || Deno.UnsafePointer.value(replaced) !== Deno.UnsafePointer.value(pointer)) {
+    if (
+      replaced === null || Deno.UnsafePointer.value(replaced) !== Deno.UnsafePointer.value(pointer)
+    ) {
       libc().munmap(pointer, BigInt(this.#mappedLength));
     }
   }
@@ -269,7 +277,11 @@ export class MapMemory implements Disposable {
   #check(op: string): void {
     if (this.#pointer === null) throw new ClosedError(op, `memory of map "${this.map}"`);
     if (this.#buffer.detached) {
-      throw new ClosedError(op, `memory of map "${this.map}"`, "its buffer was transferred or detached");
+      throw new ClosedError(
+        op,
+        `memory of map "${this.map}"`,
+        "its buffer was transferred or detached",
+      );
     }
   }
 }

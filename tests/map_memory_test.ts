@@ -126,7 +126,10 @@ Deno.test({
     // Native code that kept the address reads zeros instead of faulting.
     assert.equal(new Deno.UnsafePointerView(address).getBigUint64(0), 0n);
     using again = object.map("hits").mmap();
-    assert.notEqual(Deno.UnsafePointer.value(Deno.UnsafePointer.of(again.buffer)), Deno.UnsafePointer.value(address));
+    assert.notEqual(
+      Deno.UnsafePointer.value(Deno.UnsafePointer.of(again.buffer)),
+      Deno.UnsafePointer.value(address),
+    );
     assert.equal(again.getBigUint64(0), 0x4141_4141_4141_4141n);
   },
 });

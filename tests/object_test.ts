@@ -31,7 +31,10 @@ Deno.test("openObject() rejects a path with a NUL character", () => {
 Deno.test("openObject() rejects empty bytes and bad log sizes", () => {
   assert.throws(() => openObject(new Uint8Array()), /empty bytes/);
   assert.throws(() => openObject(ATTACH, { logSize: 2 ** 40 }), RangeError);
-  assert.throws(() => openObject(ATTACH, { logSize: 4096, maxLogSize: 1024 }), /smaller than logSize 4096/);
+  assert.throws(
+    () => openObject(ATTACH, { logSize: 4096, maxLogSize: 1024 }),
+    /smaller than logSize 4096/,
+  );
 });
 
 Deno.test("openObject() rejects an ELF object with no programs", () => {
@@ -113,7 +116,9 @@ Deno.test({
   ...kernelTest(),
   fn() {
     // 100 * 8 = 800 overshoots 300, so the retry must use 300 bytes.
-    const error = captureError(() => openObject(REJECTED, { logSize: 100, maxLogSize: 300 }).load());
+    const error = captureError(() =>
+      openObject(REJECTED, { logSize: 100, maxLogSize: 300 }).load()
+    );
     assert.ok(error instanceof VerifierError, String(error));
     assert.ok(error.log.length > 100, `${error.log.length} bytes of log`);
     assert.ok(error.log.length < 300, `${error.log.length} bytes of log`);
