@@ -38,7 +38,18 @@ export {
   type OpenObjectOptions,
   OpenProgram,
 } from "./ffi/object.ts";
-export { BpfMap, type MmapOptions } from "./ffi/map.ts";
+export { BpfMap, type ElementOptions, type MmapOptions, type UpdateOptions } from "./ffi/map.ts";
+export {
+  type DumpMethod,
+  type DumpOptions,
+  type DumpStats,
+  type EntriesOptions,
+  MapDump,
+  type MapDumpInit,
+  MapEntries,
+  type MapEntry,
+} from "./ffi/map_dump.ts";
+export { maxPerCpu, readUint64PerCpu, sumPerCpu } from "./ffi/per_cpu.ts";
 export { BpfProgram, type ProgramInfo } from "./ffi/program.ts";
 export { BpfLink, type LinkTarget } from "./ffi/link.ts";
 export { MapMemory } from "./ffi/map_memory.ts";
