@@ -49,6 +49,7 @@ export {
   MapEntries,
   type MapEntry,
 } from "./ffi/map_dump.ts";
+export { diffDumps, type DiffOptions, type DumpDiff } from "./ffi/map_diff.ts";
 export { maxPerCpu, readUint64PerCpu, sumPerCpu } from "./ffi/per_cpu.ts";
 export { BpfProgram, type ProgramInfo } from "./ffi/program.ts";
 export { BpfLink, type LinkTarget } from "./ffi/link.ts";
