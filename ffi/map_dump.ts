@@ -268,7 +268,9 @@ export class MapDump implements Iterable<MapEntry> {
   cpuValue(index: number, cpu: number): Uint8Array<ArrayBuffer> {
     this.#checkIndex(index);
     if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpuCount) {
-      throw new RangeError(`CPU ${cpu} is out of range: the dump has values for ${this.cpuCount} CPUs`);
+      throw new RangeError(
+        `CPU ${cpu} is out of range: the dump has values for ${this.cpuCount} CPUs`,
+      );
     }
     const start = index * this.entrySize + cpu * this.valueStride;
     return this.values.subarray(start, start + this.valueSize);
@@ -316,6 +318,7 @@ const MAX_EMPTY_BATCHES = 16;
 /** @internal Reads every entry of the map behind `target`. */
 export function dumpMap(target: DumpTarget, options: DumpOptions): MapDump {
   const batchSize = checkBatchSize(options.batchSize ?? DEFAULT_BATCH_SIZE);
+  const maxWalks = positiveInteger(options.maxWalks ?? DEFAULT_MAX_WALKS, "maxWalks");
   const method = options.method ?? "auto";
   const stats = newStats(batchSize);
   const keys = new GrowableBytes((target.maxEntries + batchSize) * target.keySize);
@@ -335,8 +338,7 @@ export function dumpMap(target: DumpTarget, options: DumpOptions): MapDump {
   stats.method = "iterate";
   count = options.delete
     ? drainByIteration(target, keys, values, stats)
-    : new IterationCursor(target, options.maxWalks ?? DEFAULT_MAX_WALKS, stats)
-      .readAll(keys, values);
+    : new IterationCursor(target, maxWalks, stats).readAll(keys, values);
   return finish(target, keys, values, count, stats);
 }
 
@@ -568,7 +570,7 @@ class IterationCursor {
 
   constructor(target: DumpTarget, maxWalks: number, stats: DumpStats) {
     this.#target = target;
-    this.#maxWalks = positiveInteger(maxWalks, "maxWalks");
+    this.#maxWalks = maxWalks;
     this.#stats = stats;
     this.#seen = new GrowableBytes((target.maxEntries + 1) * target.keySize);
     this.#seenView = new DataView(this.#seen.buffer);
@@ -650,9 +652,9 @@ class IterationCursor {
         ...this.#target.context,
         op: "iterate over",
         errno: Errno.EAGAIN,
-        detail: `the map changed under each of ${this.#maxWalks} walks; each walk ran for ${
+        detail: `the map kept changing, and ${this.#maxWalks} walk(s) of ${
           2 * (this.#target.maxEntries + 1)
-        } steps without reaching the end`,
+        } steps each did not reach its end`,
         hint: "retry, raise maxWalks, or dump with batches, which do not restart",
       });
     }

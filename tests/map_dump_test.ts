@@ -250,6 +250,8 @@ Deno.test({
     assert.throws(() => hash.dump({ batchSize: 0 }), /Invalid batchSize 0/);
     assert.throws(() => hash.dump({ batchSize: 1.5 }), RangeError);
     assert.throws(() => hash.dump({ method: "iterate", maxWalks: 0 }), /Invalid maxWalks 0/);
+    assert.throws(() => hash.dump({ maxWalks: -1 }), /Invalid maxWalks -1/);
+    assert.throws(() => hash.entries({ batchSize: 0 }), /Invalid batchSize 0/);
     assert.throws(() => hash.dump({ lock: true }), /contains no struct bpf_spin_lock/);
     assert.throws(
       () => object.map("percpu_hash").dump({ lock: true }),
@@ -320,6 +322,39 @@ Deno.test({
     assert.equal(entries.stats.method, "iterate");
     assert.ok(entries.stats.repeatedKeys > 0, "the walk never restarted");
     for (let addr = 0; addr < count; addr++) assert.ok(seen.has(addr), `key ${addr} missing`);
+  },
+});
+
+Deno.test({
+  name: "BpfMap.entries() gives up after maxWalks",
+  ...kernelTest(),
+  async fn() {
+    const count = 64;
+    const { object, hash } = loadFilledHash(count);
+    using _ = object;
+    // Each deletion below sends the walk back to the first key, and the keys
+    // it returns again count as steps: about 250 steps in all, more than the
+    // 2 * (64 + 1) that one walk may take.
+    const entries = hash.entries({ method: "iterate", batchSize: 8, maxWalks: 1 });
+    let read = 0;
+    const error = await (async () => {
+      try {
+        for await (const { key } of entries) {
+          read++;
+          if (read % 8 === 0) hash.delete(key.slice());
+        }
+      } catch (error) {
+        return error;
+      }
+    })();
+
+    assert.ok(error instanceof BpfError, `no error after ${read} entries`);
+    assert.equal(error.code, "EAGAIN");
+    assert.match(
+      error.message,
+      /the map kept changing, and 1 walk\(s\) of 130 steps each did not reach its end/,
+    );
+    assert.equal(entries.stats.walks, 1);
   },
 });
 
