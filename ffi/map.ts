@@ -353,7 +353,7 @@ export class BpfMap {
    * @throws {RangeError} when `keys` is not a whole number of keys or
    * `values` does not contain one value per key
    * @throws {BpfError} on the first element that fails, such as `E2BIG` when
-   * the map is full; the message says how many elements were written before it
+   * the map is full. The message states how many elements were written before it
    * @throws {ClosedError} after the object is closed
    */
   updateBatch(keys: Uint8Array, values: Uint8Array, options: ElementOptions = {}): number {
@@ -615,6 +615,7 @@ export class BpfMap {
     const value = new Uint8Array(size);
     const ret = libbpf().bpf_map_lookup_and_delete_elem_flags(this.fd, key, value, BigInt(flags));
     if (ret === -Errno.ENOENT) return undefined;
+    // NOTE: kernels before 5.14 were not tested; they are expected to fail with ENOTSUPP.
     if (ret === -Errno.ENOTSUPP || ret === -Errno.EOPNOTSUPP) {
       throw new NotSupportedError({
         feature: `lookup-and-delete of ${this.typeName} map elements`,

@@ -32,7 +32,7 @@ export interface MapEntry {
 }
 
 /**
- * How a dump reads the map.
+ * The way a dump reads the map.
  *
  * - `"batch"`: `BPF_MAP_LOOKUP_BATCH` (or `BPF_MAP_LOOKUP_AND_DELETE_BATCH`),
  *   one system call per batch. Linux 5.6 added them for hash maps, and later
@@ -552,8 +552,8 @@ class BatchCursor {
  * the map's first key (hash maps), so the walk restarts and returns keys
  * again. Every key read is kept in an index and a repeated key is skipped, so
  * each key is returned once. A walk that exceeds twice `maxEntries + 1` steps
- * is abandoned and a new one starts from the first key, up to `maxWalks`
- * walks; then the map is reported as changing too fast.
+ * is abandoned and a new one starts from the first key. After `maxWalks`
+ * walks the map is reported as changing too fast.
  */
 class IterationCursor {
   done = false;
@@ -762,6 +762,7 @@ function finish(
 
 // EINVAL: kernels before 5.6 do not know the batch commands. ENOTSUPP (the
 // kernel-internal 524) and EOPNOTSUPP: the map kind has no such operation.
+// NOTE: only ENOTSUPP was seen here (Linux 6.18); the EINVAL case is untested.
 function isUnsupported(ret: number): boolean {
   return ret === -Errno.EINVAL || ret === -Errno.ENOTSUPP || ret === -Errno.EOPNOTSUPP;
 }
