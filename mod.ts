@@ -55,6 +55,12 @@ export { BpfProgram, type ProgramInfo } from "./ffi/program.ts";
 export { BpfLink, type LinkTarget } from "./ffi/link.ts";
 export { MapMemory } from "./ffi/map_memory.ts";
 export {
+  SeqlockGeneration,
+  SeqlockReader,
+  type SeqlockReaderOptions,
+  type SeqlockSnapshot,
+} from "./ffi/seqlock.ts";
+export {
   Btf,
   type BtfEnumerator,
   BtfKind,
