@@ -68,6 +68,29 @@ export function encodeValue<T>(layout: Layout<T>, value: T): Uint8Array<ArrayBuf
   return bytes;
 }
 
+/**
+ * Decodes the value at `offset` of `view` by `layout`, without copying: the
+ * fast path of typed maps, which decode out of a reused buffer.
+ */
+export function decodeValueAt<T>(layout: Layout<T>, view: DataView, offset: number): T {
+  return decodeAt(layout, view, offset) as T;
+}
+
+/**
+ * Encodes `value` by `layout` into `layout.size` bytes at `offset` of
+ * `view`, zeroing them first so that padding is zero, like
+ * {@linkcode encodeValue} but into a reused buffer.
+ */
+export function encodeValueAt<T>(
+  layout: Layout<T>,
+  value: T,
+  view: DataView,
+  offset: number,
+): void {
+  new Uint8Array(view.buffer, view.byteOffset + offset, layout.size).fill(0);
+  encodeAt(layout, value as LayoutValue | undefined, view, offset, "");
+}
+
 function checkLength(layout: Layout<unknown>, length: number, op: string): void {
   if (length === layout.size) return;
   throw new RangeError(

@@ -1,6 +1,7 @@
 // State that a loaded object shares with its maps, programs, links and mmap
 // views: its name, whether it is closed, and the children it must close.
 
+import type { Btf } from "./btf.ts";
 import { ClosedError } from "./errors.ts";
 
 /** A child resource that the object closes when it closes. */
@@ -14,6 +15,9 @@ export class ObjectState {
   closed = false;
   // Child -> close rank. Insertion order is creation order.
   readonly children: Map<ObjectChild, number> = new Map();
+
+  /** Returns the object's BTF, or undefined when it has none; set by the object. */
+  btf: () => Btf | undefined = () => undefined;
 
   constructor(name: string) {
     this.name = name;

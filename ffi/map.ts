@@ -20,6 +20,14 @@ import {
   MapEntries,
 } from "./map_dump.ts";
 import { MapMemory } from "./map_memory.ts";
+import { layoutHasSpinLock, type LayoutValue } from "./layout.ts";
+import {
+  type BtfMapLayouts,
+  btfMapLayouts,
+  resolveMapLayouts,
+  TypedMap,
+  type TypedMapOptions,
+} from "./typed_map.ts";
 
 /**
  * Options of {@linkcode BpfMap.mmap}.
@@ -134,7 +142,7 @@ const LOCK_TYPES: ReadonlySet<number> = new Set([MapType.HASH, MapType.ARRAY]);
  * ```
  */
 export class BpfMap {
-  /** The map's name in the object (internal maps are named like `.bss`). */
+  /** The map's name in the object (maps of global variables are named like `syscall.bss`). */
   readonly name: string;
   /** The map type, a value of {@linkcode MapType}. */
   readonly type: number;
@@ -150,6 +158,8 @@ export class BpfMap {
   #object: ObjectState;
   #subject: { map: string; object: string };
   #spinLock: boolean | undefined;
+  #fd: number;
+  #layouts: BtfMapLayouts | undefined;
 
   /** @internal Created by {@linkcode BpfObject}; use {@linkcode BpfObject.map}. */
   constructor(pointer: Deno.PointerObject, object: ObjectState) {
@@ -163,6 +173,8 @@ export class BpfMap {
     this.maxEntries = lib.bpf_map__max_entries(pointer);
     this.flags = lib.bpf_map__map_flags(pointer);
     this.#subject = { map: this.name, object: object.name };
+    // The fd is fixed from load to close, so one FFI call here saves one per operation.
+    this.#fd = lib.bpf_map__fd(pointer);
   }
 
   /** The map type's kernel name, such as `"ARRAY"` or `"PERCPU_HASH"`. */
@@ -181,8 +193,76 @@ export class BpfMap {
    * @throws {ClosedError} after the object is closed
    */
   get fd(): number {
-    this.#object.check("read the fd of", `map "${this.name}"`);
-    return libbpf().bpf_map__fd(this.#pointer);
+    this.#object.check("use", `map "${this.name}"`);
+    return this.#fd;
+  }
+
+  /**
+   * Returns a typed view of this map: keys and values as JavaScript values,
+   * encoded and decoded by the layouts of the map's BTF, or by declared
+   * layouts, which are checked against BTF when the map has it. The view
+   * encodes and decodes in buffers it reuses, so a lookup allocates no
+   * `ArrayBuffer`.
+   *
+   * @param options declared key and value layouts; required when the map has no BTF types
+   * @throws {LayoutMismatchError} when a declared layout does not match the BTF
+   * @throws {TypeError} when the map has no BTF type and no layout was declared
+   * @throws {ClosedError} after the object is closed
+   *
+   * @example Read a u32 -> u64 counter map
+   * ```ts ignore
+   * import { openObject } from "../mod.ts";
+   *
+   * using object = openObject("./counters.bpf.o").load();
+   * const counts = object.map("counts").typed<number, bigint>();
+   * console.log(counts.get(3)); // 42n
+   * ```
+   */
+  typed<K = LayoutValue, V = LayoutValue>(options: TypedMapOptions<K, V> = {}): TypedMap<K, V> {
+    this.#check("type");
+    return new TypedMap(this, resolveMapLayouts(this.name, this.#btfLayouts(), options));
+  }
+
+  /**
+   * Looks up `key` and copies its value into `target` without allocating,
+   * returning whether the key was found. This is the fast path for hot loops:
+   * {@linkcode BpfMap.lookup} allocates a fresh buffer per call, which costs
+   * about as much as the system call itself.
+   *
+   * @param target `valueSize` bytes or more; only the first `valueSize` are written
+   * @throws {TypeError} and {@linkcode RangeError} in the cases of {@linkcode BpfMap.lookup}, and
+   * RangeError when `target` is too small
+   * @throws {ClosedError} after the object is closed
+   */
+  lookupInto(key: Uint8Array, target: Uint8Array, options: ElementOptions = {}): boolean {
+    this.#check("look up element of");
+    if (this.isPerCpu) {
+      throw new TypeError(
+        `Map "${this.name}" is a ${this.typeName} map with one value per CPU: use lookupPerCpuInto()`,
+      );
+    }
+    this.#rejectQueue("look up an element by key", "peek()");
+    this.#checkKey(key, "look up element of");
+    this.#checkTarget(target, this.valueSize, "look up element of");
+    return this.#lookupInto(key, target, this.#lockFlag(options.lock, "look up element of"));
+  }
+
+  /**
+   * Looks up `key` in a per-CPU map and copies every possible CPU's value into
+   * `target`, CPU `i` at byte `i * stride` where stride is the value size
+   * rounded up to 8, without allocating. Returns whether the key was found.
+   *
+   * @param target at least `stride * possibleCpuCount()` bytes
+   * @throws {TypeError} on a map that is not per-CPU
+   * @throws {RangeError} when `key` has the wrong size or `target` is too small
+   * @throws {ClosedError} after the object is closed
+   */
+  lookupPerCpuInto(key: Uint8Array, target: Uint8Array): boolean {
+    this.#check("look up element of");
+    this.#requirePerCpu("lookupInto()");
+    this.#checkKey(key, "look up element of");
+    this.#checkTarget(target, this.#perCpuBytes(), "look up element of");
+    return this.#lookupInto(key, target, 0);
   }
 
   /**
@@ -217,7 +297,7 @@ export class BpfMap {
     }
 
     const valueStride = roundUp8(this.valueSize);
-    const memory = new MapMemory(this.fd, {
+    const memory = new MapMemory(this.#fd, {
       map: this.name,
       byteLength: valueStride * this.maxEntries,
       valueStride,
@@ -303,7 +383,7 @@ export class BpfMap {
     this.#checkSize(value, this.valueSize, "value", "update element of");
     const elementFlags = flags | this.#lockFlag(lock, "update element of");
 
-    const ret = libbpf().bpf_map_update_elem(this.fd, key, value, BigInt(elementFlags));
+    const ret = libbpf().bpf_map_update_elem(this.#fd, key, value, BigInt(elementFlags));
     if (ret < 0) checkInt(ret, "update element of", this.#updateContext(-ret, flags));
   }
 
@@ -335,7 +415,7 @@ export class BpfMap {
     this.#checkKey(key, "update element of");
     const packed = this.#packPerCpu(values, "update element of");
 
-    const ret = libbpf().bpf_map_update_elem(this.fd, key, packed, BigInt(split.flags));
+    const ret = libbpf().bpf_map_update_elem(this.#fd, key, packed, BigInt(split.flags));
     if (ret < 0) checkInt(ret, "update element of", this.#updateContext(-ret, split.flags));
   }
 
@@ -367,7 +447,7 @@ export class BpfMap {
       : this.#lockFlag(options.lock, op);
 
     const written = new Uint32Array([count]);
-    const ret = libbpf().bpf_map_update_batch(this.fd, keys, values, written, batchOptions(flags));
+    const ret = libbpf().bpf_map_update_batch(this.#fd, keys, values, written, batchOptions(flags));
     if (ret < 0) {
       const context = this.#updateContext(-ret, UpdateFlags.ANY);
       const progress = `${written[0]} of ${count} elements were written before the failure`;
@@ -394,7 +474,7 @@ export class BpfMap {
     this.#rejectQueue("delete an element by key", "pop()");
     this.#checkKey(key, "delete element of");
 
-    const ret = libbpf().bpf_map_delete_elem(this.fd, key);
+    const ret = libbpf().bpf_map_delete_elem(this.#fd, key);
     if (ret === -Errno.ENOENT) return false;
     checkInt(ret, "delete element of", this.#subject);
     return true;
@@ -475,7 +555,7 @@ export class BpfMap {
     }
     this.#checkSize(value, this.valueSize, "value", op);
 
-    const ret = libbpf().bpf_map_update_elem(this.fd, null, value, BigInt(flags));
+    const ret = libbpf().bpf_map_update_elem(this.#fd, null, value, BigInt(flags));
     if (ret >= 0) return;
     const full = `the ${this.typeName.toLowerCase()} is full (${this.maxEntries} elements): ` +
       "pop() first, or push with UpdateFlags.EXIST to drop the oldest element";
@@ -494,7 +574,7 @@ export class BpfMap {
     this.#check("pop from");
     this.#requireQueue("pop()", "lookupAndDelete()");
     const value = new Uint8Array(this.valueSize);
-    const ret = libbpf().bpf_map_lookup_and_delete_elem_flags(this.fd, null, value, 0n);
+    const ret = libbpf().bpf_map_lookup_and_delete_elem_flags(this.#fd, null, value, 0n);
     if (ret === -Errno.ENOENT) return undefined;
     checkInt(ret, "pop from", this.#subject);
     return value;
@@ -512,7 +592,7 @@ export class BpfMap {
     this.#check("peek into");
     this.#requireQueue("peek()", "lookup()");
     const value = new Uint8Array(this.valueSize);
-    const ret = libbpf().bpf_map_lookup_elem(this.fd, null, value);
+    const ret = libbpf().bpf_map_lookup_elem(this.#fd, null, value);
     if (ret === -Errno.ENOENT) return undefined;
     checkInt(ret, "peek into", this.#subject);
     return value;
@@ -601,10 +681,28 @@ export class BpfMap {
 
   #lookup(key: Uint8Array, size: number, flags: number): Uint8Array<ArrayBuffer> | undefined {
     const value = new Uint8Array(size);
-    const ret = libbpf().bpf_map_lookup_elem_flags(this.fd, key, value, BigInt(flags));
-    if (ret === -Errno.ENOENT) return undefined;
+    return this.#lookupInto(key, value, flags) ? value : undefined;
+  }
+
+  #lookupInto(key: Uint8Array, target: Uint8Array, flags: number): boolean {
+    const ret = flags === 0
+      ? libbpf().bpf_map_lookup_elem(this.#fd, key, target)
+      : libbpf().bpf_map_lookup_elem_flags(this.#fd, key, target, BigInt(flags));
+    if (ret === -Errno.ENOENT) return false;
     checkInt(ret, "look up element of", this.#subject);
-    return value;
+    return true;
+  }
+
+  #checkTarget(target: Uint8Array, size: number, op: string): void {
+    if (target.byteLength >= size) return;
+    throw new RangeError(
+      `Cannot ${op} map "${this.name}": the target is ${target.byteLength} bytes, the value needs ${size}`,
+    );
+  }
+
+  #btfLayouts(): BtfMapLayouts {
+    this.#layouts ??= btfMapLayouts(this.#pointer, this.#object.btf());
+    return this.#layouts;
   }
 
   #lookupAndDelete(
@@ -613,7 +711,7 @@ export class BpfMap {
     flags: number,
   ): Uint8Array<ArrayBuffer> | undefined {
     const value = new Uint8Array(size);
-    const ret = libbpf().bpf_map_lookup_and_delete_elem_flags(this.fd, key, value, BigInt(flags));
+    const ret = libbpf().bpf_map_lookup_and_delete_elem_flags(this.#fd, key, value, BigInt(flags));
     if (ret === -Errno.ENOENT) return undefined;
     // NOTE: kernels before 5.14 were not tested; they are expected to fail with ENOTSUPP.
     if (ret === -Errno.ENOTSUPP || ret === -Errno.EOPNOTSUPP) {
@@ -652,8 +750,12 @@ export class BpfMap {
     );
   }
 
+  // A struct bpf_spin_lock in a value requires BTF, so the value's BTF layout tells.
   #valueHasSpinLock(): boolean {
-    this.#spinLock ??= LOCK_TYPES.has(this.type) && probeSpinLock(this.#pointer, this.fd, this);
+    if (this.#spinLock === undefined) {
+      const value = LOCK_TYPES.has(this.type) ? this.#btfLayouts().value : undefined;
+      this.#spinLock = value !== undefined && layoutHasSpinLock(value);
+    }
     return this.#spinLock;
   }
 
@@ -787,24 +889,6 @@ export class BpfMap {
       `Cannot ${op} map "${this.name}": the ${what} is ${bytes.byteLength} bytes, the map's ${sizeName} is ${expected}`,
     );
   }
-}
-
-// Whether the map's value contains a struct bpf_spin_lock. The kernel checks
-// for one before it reads the key (seen on Linux 6.18), so a BPF_F_LOCK lookup
-// of an all-zero key fails with EINVAL exactly when there is none, and
-// otherwise finds the key or not. A spin lock also requires BTF.
-// TODO: switch to the BTF layout (layoutHasSpinLock) once ffi/layout.ts exports it.
-function probeSpinLock(
-  pointer: Deno.PointerObject,
-  fd: number,
-  sizes: { keySize: number; valueSize: number },
-): boolean {
-  const lib = libbpf();
-  if (lib.bpf_map__btf_value_type_id(pointer) === 0) return false;
-  const key = new Uint8Array(sizes.keySize);
-  const value = new Uint8Array(sizes.valueSize);
-  const ret = lib.bpf_map_lookup_elem_flags(fd, key, value, BigInt(UpdateFlags.F_LOCK));
-  return ret === 0 || ret === -Errno.ENOENT;
 }
 
 // Splits update flags into the base flag (ANY, NOEXIST or EXIST) and the lock

@@ -585,6 +585,7 @@ export class BpfObject implements Disposable {
     this.name = name;
     this.#native = native;
     this.#state = new ObjectState(name);
+    this.#state.btf = btfReader(native, name);
     this.maps = mapPointers(native.pointer).map((pointer) => new BpfMap(pointer, this.#state));
     this.programs = programPointers(native.pointer).map((pointer) =>
       new BpfProgram(pointer, this.#state)
@@ -643,7 +644,7 @@ export class BpfObject implements Disposable {
    * @throws {ClosedError} after close
    */
   mapLayouts(name: string): BtfMapLayouts {
-    this.#state.check("read layouts", `map "${name}"`);
+    this.#state.check("read layouts of", `map "${name}"`);
     const pointer = findByName(this.#native.pointer, name, "map", this.name);
     return btfMapLayouts(pointer, this.btf);
   }
@@ -736,6 +737,11 @@ export class BpfObject implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+// Made outside the constructor so that the closure cannot hold the object (see closeObjectLater).
+function btfReader(native: NativeObject, objectName: string): () => Btf | undefined {
+  return () => objectBtf(native, objectName);
 }
 
 function objectBtf(native: NativeObject, objectName: string): Btf | undefined {

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { decodeValue, encodeValue } from "./_layout_codec.ts";
+import { decodeValueAt, encodeValueAt } from "./_layout_codec.ts";
+import { possibleCpuCount } from "./cpus.ts";
 import { layoutFromBtf } from "./_layout_btf.ts";
 import type { Btf } from "./btf.ts";
 import { UpdateFlags } from "./constants.ts";
@@ -195,6 +196,13 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
   readonly key: Layout<K>;
   /** The value's layout. */
   readonly value: Layout<V>;
+  // Reused buffers: a fresh ArrayBuffer per call costs about as much as the
+  // lookup system call (around 600 ns in Deno 2.9 here). Keys and values are
+  // encoded into them, and values decoded out of them, one call at a time.
+  #keyBytes: Uint8Array<ArrayBuffer>;
+  #keyView: DataView;
+  #valueBytes: Uint8Array<ArrayBuffer>;
+  #valueView: DataView;
 
   /**
    * Wraps `map` with the given layouts, used as they are (no BTF check: see
@@ -208,6 +216,11 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
     this.map = map;
     this.key = layouts.key;
     this.value = layouts.value;
+    this.#keyBytes = new Uint8Array(map.keySize);
+    this.#keyView = new DataView(this.#keyBytes.buffer);
+    const stride = Math.ceil(map.valueSize / 8) * 8;
+    this.#valueBytes = new Uint8Array(map.isPerCpu ? stride * possibleCpuCount() : map.valueSize);
+    this.#valueView = new DataView(this.#valueBytes.buffer);
   }
 
   /**
@@ -221,8 +234,13 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
    * @throws {ClosedError} after the object is closed
    */
   get(key: K): V | undefined {
-    const bytes = this.map.lookup(encodeValue(this.key, key));
-    return bytes === undefined ? undefined : decodeValue(this.value, bytes);
+    if (this.map.isPerCpu) {
+      throw new TypeError(
+        `Map "${this.map.name}" is a ${this.map.typeName} map with one value per CPU: use getPerCpu()`,
+      );
+    }
+    const found = this.map.lookupInto(this.#encodeKey(key), this.#valueBytes);
+    return found ? decodeValueAt(this.value, this.#valueView, 0) : undefined;
   }
 
   /**
@@ -235,8 +253,13 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
    * @throws {ClosedError} after the object is closed
    */
   getPerCpu(key: K): V[] | undefined {
-    const values = this.map.lookupPerCpu(encodeValue(this.key, key));
-    return values?.map((bytes) => decodeValue(this.value, bytes));
+    if (!this.map.lookupPerCpuInto(this.#encodeKey(key), this.#valueBytes)) return undefined;
+    const stride = Math.ceil(this.map.valueSize / 8) * 8;
+    const values: V[] = [];
+    for (let offset = 0; offset < this.#valueBytes.byteLength; offset += stride) {
+      values.push(decodeValueAt(this.value, this.#valueView, offset));
+    }
+    return values;
   }
 
   /**
@@ -252,12 +275,49 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
    */
   set(key: K, value: V, flags: number = UpdateFlags.ANY): void {
     if (this.map.isPerCpu) {
-      // TODO(typed maps): add setPerCpu() once BpfMap can update per-CPU values.
       throw new TypeError(
-        `Cannot set an element of map "${this.map.name}": it is a ${this.map.typeName} map with one value per CPU, which TypedMap cannot write yet`,
+        `Map "${this.map.name}" is a ${this.map.typeName} map with one value per CPU: use setPerCpu()`,
       );
     }
-    this.map.update(encodeValue(this.key, key), encodeValue(this.value, value), flags);
+    encodeValueAt(this.value, value, this.#valueView, 0);
+    this.map.update(this.#encodeKey(key), this.#valueBytes.subarray(0, this.map.valueSize), flags);
+  }
+
+  /**
+   * Creates or replaces `key` in a per-CPU map with one value per possible CPU.
+   *
+   * @param values exactly `possibleCpuCount()` values, CPU 0 first
+   * @throws {TypeError} on a map that is not per-CPU, or when a value does not fit the layout
+   * @throws {RangeError} when `values` does not have one value per possible CPU
+   * @throws {BpfError} on failures of the update, as for {@linkcode BpfMap.updatePerCpu}
+   * @throws {ClosedError} after the object is closed
+   *
+   * @example Reset a per-CPU counter
+   * ```ts ignore
+   * import { openObject, possibleCpuCount } from "../mod.ts";
+   *
+   * using object = openObject("./counters.bpf.o").load();
+   * const counts = object.map("per_cpu_counts").typed<number, bigint>();
+   * counts.setPerCpu(0, Array(possibleCpuCount()).fill(0n));
+   * ```
+   */
+  setPerCpu(key: K, values: readonly V[], flags: number = UpdateFlags.ANY): void {
+    const stride = Math.ceil(this.map.valueSize / 8) * 8;
+    if (!this.map.isPerCpu) {
+      throw new TypeError(
+        `Map "${this.map.name}" is a ${this.map.typeName} map, not per-CPU: use set()`,
+      );
+    }
+    if (values.length * stride !== this.#valueBytes.byteLength) {
+      throw new RangeError(
+        `Cannot set an element of map "${this.map.name}": got ${values.length} values, the map has one per possible CPU (${possibleCpuCount()})`,
+      );
+    }
+    const parts = values.map((value, cpu) => {
+      encodeValueAt(this.value, value, this.#valueView, cpu * stride);
+      return this.#valueBytes.subarray(cpu * stride, cpu * stride + this.map.valueSize);
+    });
+    this.map.updatePerCpu(this.#encodeKey(key), parts, flags);
   }
 
   /**
@@ -268,7 +328,12 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
    * @throws {ClosedError} after the object is closed
    */
   delete(key: K): boolean {
-    return this.map.delete(encodeValue(this.key, key));
+    return this.map.delete(this.#encodeKey(key));
+  }
+
+  #encodeKey(key: K): Uint8Array<ArrayBuffer> {
+    encodeValueAt(this.key, key, this.#keyView, 0);
+    return this.#keyBytes;
   }
 }
 

@@ -195,8 +195,36 @@ Deno.test({
     assert.ok(values !== undefined);
     assert.equal(values.length, possibleCpuCount());
     assert.deepEqual(values[0], { packets: 0n, bytes: 0n, flags: 0 });
-    assert.throws(() => perCpu.get(1), /use lookupPerCpu/);
-    assert.throws(() => perCpu.set(1, { packets: 0n, bytes: 0n, flags: 0 }), TypeError);
+    assert.throws(() => perCpu.get(1), /use getPerCpu/);
+    assert.throws(() => perCpu.set(1, { packets: 0n, bytes: 0n, flags: 0 }), /use setPerCpu/);
+  },
+});
+
+Deno.test({
+  name: "TypedMap setPerCpu writes every CPU",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(LAYOUTS).load();
+    const perCpu = typedMap(object, "per_cpu");
+    const written = Array.from({ length: possibleCpuCount() }, (_, cpu) => ({
+      packets: BigInt(cpu + 1),
+      bytes: BigInt(1000 * (cpu + 1)),
+      flags: cpu,
+    }));
+    perCpu.setPerCpu(1, written);
+    assert.deepEqual(perCpu.getPerCpu(1), written);
+    assert.throws(() => perCpu.setPerCpu(1, written.slice(1)), /one per possible CPU/);
+  },
+});
+
+Deno.test({
+  name: "BpfMap.typed() uses the map's BTF",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(LAYOUTS).load();
+    const perCpu = object.map("per_cpu").typed();
+    assert.equal(perCpu.getPerCpu(1)?.length, possibleCpuCount());
+    assert.throws(() => object.map("per_cpu").typed({ key: u64 }), /layout/);
   },
 });
 
