@@ -11,10 +11,17 @@
  */
 
 import { parseArgs } from "node:util";
-import { type BpfMap, type BpfObject, openObject } from "../mod.ts";
+import {
+  type BpfMap,
+  type BpfObject,
+  openObject,
+  possibleCpuCount,
+  SeqlockReader,
+} from "../mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const OBJECT = `${ROOT}bench/bench_maps.bpf.o`;
+const SEQLOCK_OBJECT = `${ROOT}tests/fixtures/seqlock.bpf.o`;
 const REF_SOURCE = `${ROOT}bench/ref.c`;
 const REF_BINARY = `${ROOT}.tools/bench_ref`;
 const RESULTS = `${ROOT}bench/RESULTS.md`;
@@ -23,7 +30,10 @@ const KEYS = 1024;
 const BIG_ARRAY_ENTRIES = 1 << 20;
 
 interface Case {
+  /** The case of the C reference to run. */
   name: string;
+  /** The row's name, when several rows share one C case. */
+  label?: string;
   /** What one operation is, for the table. */
   unit: string;
   /** The target ratio Deno/C, or undefined when the case only informs. */
@@ -48,42 +58,99 @@ let sink = 0;
 const CASES: Case[] = [
   {
     name: "lookup_array",
-    unit: "one lookup, ARRAY u32 -> u64",
+    unit: "one typed lookup, ARRAY u32 -> u64",
     target: 1.15,
     iterations: 200_000,
     prepare(object) {
       const map = object.map("array_u64");
       fillU64(map, KEYS);
-      const keys = u32Keys(KEYS);
+      const typed = map.typed<number, bigint>();
+      const iterations = this.iterations;
       return () => {
-        for (let i = 0; i < this.iterations; i++) sink += map.lookup(keys[i & (KEYS - 1)]!)![0]!;
+        let found = 0;
+        for (let i = 0; i < iterations; i++) if (typed.get(i & (KEYS - 1)) !== undefined) found++;
+        sink += found;
+      };
+    },
+  },
+  {
+    name: "lookup_array",
+    label: "lookup_array (raw)",
+    unit: "one lookupInto() into a reused buffer, no decoding",
+    target: 1.15,
+    iterations: 200_000,
+    prepare(object) {
+      const map = object.map("array_u64");
+      const keys = u32Keys(KEYS);
+      const value = new Uint8Array(8);
+      const iterations = this.iterations;
+      return () => {
+        let found = 0;
+        for (let i = 0; i < iterations; i++) {
+          if (map.lookupInto(keys[i & (KEYS - 1)]!, value)) found++;
+        }
+        sink += found;
       };
     },
   },
   {
     name: "lookup_hash",
-    unit: "one lookup, HASH u32 -> u64",
+    unit: "one typed lookup, HASH u32 -> u64",
     target: 1.15,
     iterations: 200_000,
     prepare(object) {
       const map = object.map("hash_u64");
       fillU64(map, KEYS);
-      const keys = u32Keys(KEYS);
+      const typed = map.typed<number, bigint>();
+      const iterations = this.iterations;
       return () => {
-        for (let i = 0; i < this.iterations; i++) sink += map.lookup(keys[i & (KEYS - 1)]!)![0]!;
+        let found = 0;
+        for (let i = 0; i < iterations; i++) if (typed.get(i & (KEYS - 1)) !== undefined) found++;
+        sink += found;
       };
     },
   },
   {
     name: "lookup_percpu",
-    unit: "one key, all CPUs, PERCPU_ARRAY",
+    unit: "one key, all CPUs, PERCPU_ARRAY, typed",
     target: 1.3,
     iterations: 200_000,
     prepare(object) {
-      const map = object.map("percpu_u64");
-      const keys = u32Keys(16);
+      const typed = object.map("percpu_u64").typed<number, bigint>();
+      const iterations = this.iterations;
       return () => {
-        for (let i = 0; i < this.iterations; i++) sink += map.lookupPerCpu(keys[i & 15]!)!.length;
+        let found = 0;
+        for (let i = 0; i < iterations; i++) if (typed.getPerCpu(i & 15) !== undefined) found++;
+        sink += found;
+      };
+    },
+  },
+  {
+    name: "lookup_lock",
+    unit: "one BPF_F_LOCK lookup (taken by default), typed",
+    target: 1.2,
+    iterations: 200_000,
+    prepare(object) {
+      const typed = object.map("locked").typed<number, { a: bigint; b: bigint }>();
+      typed.set(0, { a: 1n, b: 1n } as never);
+      const iterations = this.iterations;
+      return () => {
+        let found = 0;
+        for (let i = 0; i < iterations; i++) if (typed.get(0) !== undefined) found++;
+        sink += found;
+      };
+    },
+  },
+  {
+    name: "dump_hash",
+    unit: "batch dump of 1,000,000 entries (u32 -> u64), 4096 per call",
+    target: 1.3,
+    iterations: 1,
+    prepare(object) {
+      const map = object.map("big_hash");
+      fillBigHash(map);
+      return () => {
+        for (let i = 0; i < this.iterations; i++) sink += map.dump({ batchSize: 4096 }).count;
       };
     },
   },
@@ -102,6 +169,76 @@ const CASES: Case[] = [
     },
   },
 ];
+
+function fillBigHash(map: BpfMap): void {
+  const count = 1_000_000;
+  const keys = new Uint32Array(count);
+  const values = new BigUint64Array(count);
+  for (let i = 0; i < count; i++) {
+    keys[i] = i;
+    values[i] = BigInt(i);
+  }
+  map.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(values.buffer));
+}
+
+// The seqlock target compares two Deno reads of the same 64 payload bytes:
+// a checked snapshot against a plain unchecked copy.
+function compareSeqlock(rounds: number): string {
+  const slotsPerCpu = 8;
+  const opened = openObject(SEQLOCK_OBJECT);
+  opened.map("slots").setMaxEntries(possibleCpuCount() * slotsPerCpu);
+  using object = opened.load();
+  const memory = object.map("slots").mmap();
+  const reader = new SeqlockReader(memory, { slotsPerCpu });
+  const target = new BigUint64Array(8);
+  const words = new BigUint64Array(memory.buffer);
+  const payloadWord = (memory.valueStride - 64) / 8;
+  const iterations = 2_000_000;
+
+  const checked: number[] = [];
+  const plain: number[] = [];
+  for (let round = 0; round <= rounds; round++) {
+    let start = performance.now();
+    for (let i = 0; i < iterations; i++) sink += reader.readInto(i & 7, target) ?? 0;
+    const checkedNs = ((performance.now() - start) * 1e6) / iterations;
+    start = performance.now();
+    for (let i = 0; i < iterations; i++) {
+      const base = (i & 7) * (memory.valueStride / 8) + payloadWord;
+      for (let word = 0; word < 8; word++) target[word] = words[base + word]!;
+      sink += 1;
+    }
+    const plainNs = ((performance.now() - start) * 1e6) / iterations;
+    if (round === 0) continue; // warm-up
+    checked.push(checkedNs);
+    plain.push(plainNs);
+  }
+  const ratio = median(checked) / median(plain);
+  return `| seqlock_snapshot | 64-byte slot, checked snapshot vs plain copy (both Deno) | ${
+    formatNs(median(checked))
+  } | ${formatNs(median(plain))} (plain) | ${ratio.toFixed(2)}x | <= 3x (${
+    ratio <= 3 ? "meets" : "misses"
+  }) |`;
+}
+
+// Peak memory of a dump, measured in a process of its own (bench/_dump_memory.ts)
+// so that the other cases' allocations do not hide it.
+async function measureDumpMemory(): Promise<string> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `${ROOT}bench/_dump_memory.ts`],
+    stderr: "inherit",
+  }).output();
+  if (!output.success) throw new Error("The dump memory measurement failed");
+  const { grown, dumped } = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    grown: number;
+    dumped: number;
+  };
+  const ratio = grown / dumped;
+  return `Dump memory: the peak resident set grew by ${
+    (grown / 2 ** 20).toFixed(1)
+  } MiB during a dump of ${(dumped / 2 ** 20).toFixed(1)} MiB of keys and values: ${
+    ratio.toFixed(2)
+  }x (target <= 2x, ${ratio <= 2 ? "meets" : "misses"}).`;
+}
 
 async function buildReference(): Promise<void> {
   const source = await Deno.stat(REF_SOURCE);
@@ -169,13 +306,19 @@ async function main(): Promise<void> {
     }
     const ratio = median(deno) / median(c);
     const verdict = ratio <= bench.target ? "meets" : "misses";
-    perElement[bench.name] = median(deno);
-    const row = `| ${bench.name} | ${bench.unit} | ${formatNs(median(deno))} | ${
+    perElement[bench.label ?? bench.name] = median(deno);
+    const row = `| ${bench.label ?? bench.name} | ${bench.unit} | ${formatNs(median(deno))} | ${
       formatNs(median(c))
     } | ${ratio.toFixed(2)}x | <= ${bench.target}x (${verdict}) |`;
     rows.push(row);
     console.log(row);
   }
+
+  const seqlock = compareSeqlock(rounds);
+  console.log(seqlock);
+  rows.push(seqlock);
+  const memory = await measureDumpMemory();
+  console.log(`\n${memory}`);
 
   const mmapPerElement = perElement["sum_array"]! / BIG_ARRAY_ENTRIES;
   const speedup = perElement["lookup_array"]! / mmapPerElement;
@@ -183,7 +326,7 @@ async function main(): Promise<void> {
     perElement["lookup_array"]!.toFixed(0)
   } ns for a syscall lookup: ${speedup.toFixed(0)}x faster (target >= 50x).`;
   console.log(`\n${note}`);
-  await writeResults(rows, note, rounds);
+  await writeResults(rows, `${note}\n\n${memory}`, rounds);
   if (sink === Number.MIN_VALUE) console.log(sink);
 }
 

@@ -117,6 +117,14 @@ const HASH_TYPES: ReadonlySet<number> = new Set([
 const LOCK_TYPES: ReadonlySet<number> = new Set([MapType.HASH, MapType.ARRAY]);
 
 /**
+ * @internal The key of TypedMap's fast lookup: `map[lookupByPointer](key, value)`
+ * with pointers to buffers that the caller keeps alive, sized for the map.
+ */
+export const lookupByPointer: unique symbol = Symbol("lookupByPointer");
+
+const LOCK_FLAG = BigInt(UpdateFlags.F_LOCK);
+
+/**
  * A map of a loaded {@linkcode BpfObject}. It belongs to the object and
  * becomes unusable when the object is closed: every method then throws
  * {@linkcode ClosedError}.
@@ -159,6 +167,7 @@ export class BpfMap {
   #subject: { map: string; object: string };
   #spinLock: boolean | undefined;
   #fd: number;
+  #perCpu: boolean;
   #layouts: BtfMapLayouts | undefined;
 
   /** @internal Created by {@linkcode BpfObject}; use {@linkcode BpfObject.map}. */
@@ -175,6 +184,7 @@ export class BpfMap {
     this.#subject = { map: this.name, object: object.name };
     // The fd is fixed from load to close, so one FFI call here saves one per operation.
     this.#fd = lib.bpf_map__fd(pointer);
+    this.#perCpu = PER_CPU_TYPES.has(this.type);
   }
 
   /** The map type's kernel name, such as `"ARRAY"` or `"PERCPU_HASH"`. */
@@ -184,7 +194,7 @@ export class BpfMap {
 
   /** Whether the map stores one value per possible CPU. */
   get isPerCpu(): boolean {
-    return PER_CPU_TYPES.has(this.type);
+    return this.#perCpu;
   }
 
   /**
@@ -684,6 +694,23 @@ export class BpfMap {
     return this.#lookupInto(key, value, flags) ? value : undefined;
   }
 
+  /**
+   * @internal Looks up a key into a value through pointers, with the default
+   * lock, skipping the argument checks that the caller made once. For
+   * TypedMap only; not for per-CPU maps, queues or stacks.
+   */
+  [lookupByPointer](key: Deno.PointerValue, value: Deno.PointerValue): boolean {
+    if (this.#object.closed) this.#check("look up element of");
+    // SAFETY: the caller owns both buffers for the duration of the call and
+    // sized them for this map's key and value.
+    const ret = this.#valueHasSpinLock()
+      ? libbpf().bpf_map_lookup_elem_flags_pointer(this.#fd, key, value, LOCK_FLAG)
+      : libbpf().bpf_map_lookup_elem_pointer(this.#fd, key, value);
+    if (ret === -Errno.ENOENT) return false;
+    checkInt(ret, "look up element of", this.#subject);
+    return true;
+  }
+
   #lookupInto(key: Uint8Array, target: Uint8Array, flags: number): boolean {
     const ret = flags === 0
       ? libbpf().bpf_map_lookup_elem(this.#fd, key, target)
@@ -837,7 +864,8 @@ export class BpfMap {
   }
 
   #check(op: string): void {
-    this.#object.check(op, `map "${this.name}"`);
+    // Tested first, so that the hot path builds no message string.
+    if (this.#object.closed) this.#object.check(op, `map "${this.name}"`);
   }
 
   #requirePerCpu(alternative: string): void {

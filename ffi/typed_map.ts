@@ -6,14 +6,14 @@
  * @module
  */
 
-import { decodeValueAt, encodeValueAt } from "./_layout_codec.ts";
+import { type Decoder, decoderFor, encodeValueAt } from "./_layout_codec.ts";
 import { possibleCpuCount } from "./cpus.ts";
 import { layoutFromBtf } from "./_layout_btf.ts";
 import type { Btf } from "./btf.ts";
 import { UpdateFlags } from "./constants.ts";
 import { checkLayout, type Layout, type LayoutValue } from "./layout.ts";
 import { libbpf } from "./libbpf.ts";
-import type { BpfMap } from "./map.ts";
+import { type BpfMap, lookupByPointer } from "./map.ts";
 import type { BpfObject } from "./object.ts";
 
 /**
@@ -199,6 +199,12 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
   // Reused buffers: a fresh ArrayBuffer per call costs about as much as the
   // lookup system call (around 600 ns in Deno 2.9 here). Keys and values are
   // encoded into them, and values decoded out of them, one call at a time.
+  #perCpu: boolean;
+  #decode: Decoder<V>;
+  // Whether get() may take BpfMap's pointer path: maps with one value per key.
+  #fast: boolean;
+  #keyPointer: Deno.PointerValue;
+  #valuePointer: Deno.PointerValue;
   #keyBytes: Uint8Array<ArrayBuffer>;
   #keyView: DataView;
   #valueBytes: Uint8Array<ArrayBuffer>;
@@ -216,11 +222,18 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
     this.map = map;
     this.key = layouts.key;
     this.value = layouts.value;
+    this.#perCpu = map.isPerCpu;
+    this.#decode = decoderFor(layouts.value);
     this.#keyBytes = new Uint8Array(map.keySize);
     this.#keyView = new DataView(this.#keyBytes.buffer);
     const stride = Math.ceil(map.valueSize / 8) * 8;
     this.#valueBytes = new Uint8Array(map.isPerCpu ? stride * possibleCpuCount() : map.valueSize);
     this.#valueView = new DataView(this.#valueBytes.buffer);
+    this.#fast = !map.isPerCpu && map.keySize > 0;
+    // SAFETY: both buffers are fields of this object and live outside the V8
+    // heap once their address is taken, so the pointers stay valid while it lives.
+    this.#keyPointer = Deno.UnsafePointer.of(this.#keyBytes);
+    this.#valuePointer = Deno.UnsafePointer.of(this.#valueBytes);
   }
 
   /**
@@ -234,13 +247,16 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
    * @throws {ClosedError} after the object is closed
    */
   get(key: K): V | undefined {
-    if (this.map.isPerCpu) {
+    if (this.#perCpu) {
       throw new TypeError(
         `Map "${this.map.name}" is a ${this.map.typeName} map with one value per CPU: use getPerCpu()`,
       );
     }
-    const found = this.map.lookupInto(this.#encodeKey(key), this.#valueBytes);
-    return found ? decodeValueAt(this.value, this.#valueView, 0) : undefined;
+    this.#encodeKey(key);
+    const found = this.#fast
+      ? this.map[lookupByPointer](this.#keyPointer, this.#valuePointer)
+      : this.map.lookupInto(this.#keyBytes, this.#valueBytes);
+    return found ? this.#decode(this.#valueView, 0) : undefined;
   }
 
   /**
@@ -257,7 +273,7 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
     const stride = Math.ceil(this.map.valueSize / 8) * 8;
     const values: V[] = [];
     for (let offset = 0; offset < this.#valueBytes.byteLength; offset += stride) {
-      values.push(decodeValueAt(this.value, this.#valueView, offset));
+      values.push(this.#decode(this.#valueView, offset));
     }
     return values;
   }
