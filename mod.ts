@@ -52,6 +52,7 @@ export {
 export { diffDumps, type DiffOptions, type DumpDiff } from "./ffi/map_diff.ts";
 export { maxPerCpu, readUint64PerCpu, sumPerCpu } from "./ffi/per_cpu.ts";
 export { BpfProgram, type ProgramInfo } from "./ffi/program.ts";
+export type { TestRunOptions, TestRunResult } from "./ffi/_test_run.ts";
 export { BpfLink, type LinkTarget } from "./ffi/link.ts";
 export { MapMemory } from "./ffi/map_memory.ts";
 export {

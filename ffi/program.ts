@@ -13,6 +13,7 @@ import { libbpf } from "./libbpf.ts";
 import { libc } from "./libc.ts";
 import { BpfLink, type LinkTarget } from "./link.ts";
 import { captureLibbpfOutput } from "./logger.ts";
+import { runProgramTest, type TestRunOptions, type TestRunResult } from "./_test_run.ts";
 
 /**
  * Kernel-side facts about a loaded program (`struct bpf_prog_info`).
@@ -123,6 +124,43 @@ export class BpfProgram {
       runTimeNs: view.getBigUint64(PROG_INFO_RUN_TIME_NS, true),
       runCount: view.getBigUint64(PROG_INFO_RUN_CNT, true),
     };
+  }
+
+  /**
+   * Runs the program in the kernel on `data` without attaching it
+   * (BPF_PROG_TEST_RUN), `repeat` times, and returns the last run's return
+   * value and the average run time. Program types that support it include
+   * XDP, tc, socket filters, raw tracepoints and syscall programs; XDP wants
+   * at least a 14-byte (Ethernet header) packet. The call blocks the calling
+   * thread for the whole run, so long runs belong in a Worker.
+   *
+   * @throws {BpfError} when the kernel cannot test-run this program type
+   * (`ENOTSUPP`) or rejects the input (`EINVAL`)
+   * @throws {ClosedError} after the object is closed
+   *
+   * @example Run an XDP program on an empty Ethernet frame
+   * ```ts ignore
+   * import { openObject } from "../mod.ts";
+   *
+   * using object = openObject("./xdp.bpf.o").load();
+   * const result = object.program("xdp_pass").testRun({ data: new Uint8Array(64) });
+   * console.log(result.returnValue); // 2 for XDP_PASS
+   * ```
+   */
+  testRun(options: TestRunOptions): TestRunResult {
+    const fd = this.#loadedFd("test-run");
+    try {
+      return runProgramTest(fd, options);
+    } catch (error) {
+      if (!(error instanceof BpfError)) throw error;
+      throw new BpfError({
+        ...this.#subject,
+        op: "test-run",
+        errno: error.errno,
+        detail: error.detail,
+        cause: error,
+      });
+    }
   }
 
   /**
