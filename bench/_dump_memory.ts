@@ -5,6 +5,7 @@
 // Run by bench/run.ts, which prints the result.
 
 import { openObject } from "../mod.ts";
+import { fillBigHash } from "./_fill.ts";
 
 function highWaterMark(): number {
   const status = Deno.readTextFileSync("/proc/self/status");
@@ -13,14 +14,7 @@ function highWaterMark(): number {
 
 using object = openObject(new URL("./bench_maps.bpf.o", import.meta.url)).load();
 const map = object.map("big_hash");
-const count = 1_000_000;
-const keys = new Uint32Array(count);
-const values = new BigUint64Array(count);
-for (let i = 0; i < count; i++) {
-  keys[i] = i;
-  values[i] = BigInt(i);
-}
-map.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(values.buffer));
+fillBigHash(map);
 
 const before = highWaterMark();
 const dump = map.dump({ batchSize: 4096 });

@@ -170,17 +170,6 @@ const CASES: Case[] = [
   },
 ];
 
-function fillBigHash(map: BpfMap): void {
-  const count = 1_000_000;
-  const keys = new Uint32Array(count);
-  const values = new BigUint64Array(count);
-  for (let i = 0; i < count; i++) {
-    keys[i] = i;
-    values[i] = BigInt(i);
-  }
-  map.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(values.buffer));
-}
-
 // The seqlock target compares two Deno reads of the same 64 payload bytes:
 // a checked snapshot against a plain unchecked copy.
 function compareSeqlock(rounds: number): string {
