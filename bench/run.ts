@@ -11,6 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { fillBigHash } from "./_fill.ts";
 import {
   type BpfMap,
   type BpfObject,
