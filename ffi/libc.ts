@@ -18,6 +18,7 @@ const SYMBOLS = {
   sched_getcpu: { parameters: [], result: "i32" }, // int sched_getcpu(void)
   sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" }, // int sched_getaffinity(pid_t pid, size_t cpusetsize, cpu_set_t *mask)
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" }, // int sched_setaffinity(pid_t pid, size_t cpusetsize, const cpu_set_t *mask)
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" }, // int clock_gettime(clockid_t clockid, struct timespec *tp)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded C library symbols. */
