@@ -56,6 +56,13 @@ export type { TestRunOptions, TestRunResult } from "./ffi/_test_run.ts";
 export { BpfLink, type LinkTarget } from "./ffi/link.ts";
 export { MapMemory } from "./ffi/map_memory.ts";
 export {
+  decodedRecords,
+  type LostCounter,
+  type RingBufferOptions,
+  RingBufferReader,
+  type RingBufferStats,
+} from "./ffi/ring_buffer.ts";
+export {
   SeqlockGeneration,
   SeqlockReader,
   type SeqlockReaderOptions,

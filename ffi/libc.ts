@@ -19,6 +19,19 @@ const SYMBOLS = {
   sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" }, // int sched_getaffinity(pid_t pid, size_t cpusetsize, cpu_set_t *mask)
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" }, // int sched_setaffinity(pid_t pid, size_t cpusetsize, const cpu_set_t *mask)
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" }, // int clock_gettime(clockid_t clockid, struct timespec *tp)
+  // Ring buffer wake-ups: an epoll set per reader, woken early through an eventfd on close.
+  epoll_create1: { parameters: ["i32"], result: "i32" }, // int epoll_create1(int flags)
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" }, // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+  // Runs on a Deno worker thread, so the event loop stays free; errno is that thread's and cannot be read.
+  epoll_wait_nonblocking: {
+    name: "epoll_wait",
+    parameters: ["i32", "pointer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  }, // int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
+  eventfd: { parameters: ["u32", "i32"], result: "i32" }, // int eventfd(unsigned int initval, int flags)
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" }, // ssize_t write(int fd, const void *buf, size_t count)
+  close: { parameters: ["i32"], result: "i32" }, // int close(int fd)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded C library symbols. */
@@ -40,6 +53,14 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 /** `sysconf` name of the page size. */
 export const SC_PAGESIZE = 30;
+/** `epoll_create1` and `eventfd` flag: close the fd on exec. */
+export const EPOLL_CLOEXEC = 0x80000;
+/** `epoll_ctl` operation: add an fd to the set. */
+export const EPOLL_CTL_ADD = 1;
+/** `epoll_event.events` bit: the fd is readable. */
+export const EPOLLIN = 0x1;
+/** `eventfd` flag: reads and writes do not block. */
+export const EFD_NONBLOCK = 0x800;
 
 let loaded: Libc | undefined;
 

@@ -20,6 +20,7 @@ import {
   MapEntries,
 } from "./map_dump.ts";
 import { MapMemory } from "./map_memory.ts";
+import { objectStateOf, type RingBufferOptions, RingBufferReader } from "./ring_buffer.ts";
 import { layoutHasSpinLock, type LayoutValue } from "./layout.ts";
 import {
   type BtfMapLayouts,
@@ -315,6 +316,19 @@ export class BpfMap {
     }, this.#object);
     this.#object.adopt(memory, 2);
     return memory;
+  }
+
+  /**
+   * Opens a reader of this `RINGBUF` map: the same as
+   * `new RingBufferReader(map, options)`, see {@linkcode RingBufferReader}.
+   */
+  ringBuffer(options?: RingBufferOptions): RingBufferReader {
+    return new RingBufferReader(this, options);
+  }
+
+  /** @internal The object's state, for children it must close: ring buffer readers. */
+  [objectStateOf](): ObjectState {
+    return this.#object;
   }
 
   /**
