@@ -127,6 +127,7 @@ const SYMBOLS = {
   bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" }, // int (int prog_fd, struct bpf_test_run_opts *opts)
   bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" }, // int (int bpf_fd, void *info, __u32 *info_len)
   bpf_enable_stats: { parameters: ["i32"], result: "i32" }, // int (enum bpf_stats_type type)
+  bpf_obj_get: { parameters: ["buffer"], result: "i32" }, // int (const char *pathname)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded libbpf symbols. */
