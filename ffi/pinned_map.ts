@@ -174,9 +174,9 @@ export class PinnedMap implements Disposable {
 /**
  * Opens the map pinned at `path` (`BPF_OBJ_GET`). The pin is not changed,
  * and closing the result closes only this process's file descriptor. Needs
- * read access to the pin (root, or CAP_BPF for other users' pins) and
- * `--allow-read` for `/proc/self/fdinfo`, which tells a map from a pinned
- * program or link.
+ * root (or CAP_BPF and read permission on the pin file), and `--allow-read`
+ * for `/proc/self/fdinfo`, which distinguishes a map from a pinned program or
+ * link.
  *
  * @throws {BpfError} with code `ENOENT` when nothing is pinned at `path`,
  * `EPERM`/`EACCES` without the privilege, or `EINVAL` when the pin is not a map
