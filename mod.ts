@@ -146,6 +146,15 @@ export {
   UpdateFlags,
 } from "./ffi/constants.ts";
 export { SYSCALLS_OBJECT } from "./bpf/syscalls_object.ts";
+export { PROCESS_OBJECT } from "./bpf/process_object.ts";
+export {
+  type ProcessEvent,
+  type ProcessEventBase,
+  type ProcessExecEvent,
+  type ProcessExitEvent,
+  ProcessProbe,
+  type ProcessProbeOptions,
+} from "./plugins/probes/process.ts";
 export {
   OTHER_SLOT,
   SYSCALL_SLOTS,
