@@ -2,33 +2,42 @@
 /**
  * A live view of the host's system calls from the built-in `syscalls` probe:
  * total calls per second, the rate on each CPU, and the busiest syscalls.
- * On a terminal the view is redrawn in place; otherwise one plain line is
- * printed per refresh. Ctrl-C (or SIGTERM) detaches the probe and prints a
- * summary of the whole run.
+ * With `--events`, the built-in `process` probe adds the latest program
+ * executions and process exits below them. On a terminal the view is
+ * redrawn in place; otherwise one plain line is printed per refresh, and one
+ * per event as it arrives. Ctrl-C (or SIGTERM) detaches the probes and
+ * prints a summary of the whole run.
  *
- * Run: `sudo deno run --allow-ffi --allow-env --allow-read examples/top.ts [--interval 1] [--top 10] [--duration 0]`
+ * Run: `sudo deno run --allow-ffi --allow-env --allow-read examples/top.ts [--interval 1] [--top 10] [--duration 0] [--events] [--event-rows 10]`
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { type ProcessEvent, ProcessProbe } from "../plugins/probes/process.ts";
 import {
   type SyscallCount,
   type SyscallSnapshot,
   SyscallsProbe,
 } from "../plugins/probes/syscalls.ts";
 
-const USAGE = `Usage: top.ts [--interval SECONDS] [--top N] [--duration SECONDS]
+const USAGE =
+  `Usage: top.ts [--interval SECONDS] [--top N] [--duration SECONDS] [--events] [--event-rows N]
 
   --interval SECONDS  refresh period in seconds, up to 86400 (default 1)
   --top N             number of syscalls listed per refresh, 1 to 512 (default 10)
   --duration SECONDS  stop after this many seconds, up to 2000000; 0 runs until Ctrl-C (default 0)
+  --events            also show program executions and process exits (needs tracefs); without
+                      a terminal, each event is printed as its own line
+  --event-rows N      number of latest events shown on a terminal, 1 to 1000 (default 10)
   --help              print this text`;
 
 interface Options {
   intervalMs: number;
   top: number;
   durationMs: number;
+  events: boolean;
+  eventRows: number;
 }
 
 function parseOptions(args: string[]): Options | undefined {
@@ -38,6 +47,8 @@ function parseOptions(args: string[]): Options | undefined {
       interval: { type: "string", default: "1" },
       top: { type: "string", default: "10" },
       duration: { type: "string", default: "0" },
+      events: { type: "boolean", default: false },
+      "event-rows": { type: "string", default: "10" },
       help: { type: "boolean", default: false },
     },
   });
@@ -48,6 +59,8 @@ function parseOptions(args: string[]): Options | undefined {
     durationMs: values.duration === "0"
       ? 0
       : numberInRange(values.duration, "--duration", 0.001, 2_000_000) * 1000,
+    events: values.events,
+    eventRows: integerInRange(values["event-rows"], "--event-rows", 1, 1000),
   };
 }
 
@@ -160,6 +173,114 @@ function formatCount(value: number): string {
   return Math.round(value).toLocaleString("en-US");
 }
 
+/** The latest process events, for the terminal pane, and the totals since the start. */
+class EventPane {
+  readonly rows: ProcessEvent[] = [];
+  execs = 0;
+  exits = 0;
+  #capacity: number;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  add(event: ProcessEvent): void {
+    if (event.kind === "exec") this.execs++;
+    else this.exits++;
+    this.rows.push(event);
+    if (this.rows.length > this.#capacity) this.rows.shift();
+  }
+}
+
+/**
+ * Reads events until the probe closes. On a terminal they go to the pane;
+ * otherwise each is also printed as its own line.
+ */
+async function followEvents(
+  probe: ProcessProbe,
+  pane: EventPane,
+  interactive: boolean,
+): Promise<void> {
+  for await (const event of probe) {
+    pane.add(event);
+    if (!interactive) write(`${renderEventLine(event)}\n`);
+    if (stdoutClosed) return;
+  }
+}
+
+function renderEventPane(pane: EventPane, dropped: number): string {
+  const lines = [
+    `EVENTS (latest ${pane.rows.length}; ${formatCount(pane.execs)} execs, ${
+      formatCount(pane.exits)
+    } exits, ${formatCount(dropped)} dropped)`,
+    "TIME (UTC)    EVENT      PID     PPID  COMM             DETAIL",
+  ];
+  for (const event of pane.rows) {
+    const time = event.timestamp.toISOString().slice(11, 23);
+    const detail = event.kind === "exec" ? event.filename : describeExit(event);
+    lines.push(
+      `${time}  ${event.kind.padEnd(5)} ${String(event.pid).padStart(8)} ${
+        String(event.ppid).padStart(8)
+      }  ${printable(event.comm).padEnd(16)} ${printable(detail)}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function renderEventLine(event: ProcessEvent): string {
+  const fields = [
+    event.timestamp.toISOString(),
+    event.kind,
+    `pid=${event.pid}`,
+    `ppid=${event.ppid}`,
+    `uid=${event.uid}`,
+    `comm=${quote(event.comm)}`,
+  ];
+  if (event.kind === "exec") {
+    fields.push(`filename=${quote(event.filename)}`);
+  } else {
+    fields.push(
+      `code=${event.exitCode}`,
+      `signal=${event.signal}`,
+      `core_dumped=${event.coreDumped}`,
+      `lifetime_ms=${event.lifetimeMs.toFixed(3)}`,
+    );
+  }
+  return fields.join(" ");
+}
+
+// A JSON string literal, so that spaces in names keep the line parsable. JSON.stringify
+// escapes C0 controls only, so DEL and C1 controls are escaped here as well.
+function quote(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\x7f-\x9f]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+function describeExit(event: ProcessEvent & { kind: "exit" }): string {
+  const end = event.signal === 0
+    ? `code ${event.exitCode}`
+    : `signal ${event.signal}${event.coreDumped ? ", core dumped" : ""}`;
+  return `${end} after ${formatDuration(event.lifetimeMs)}`;
+}
+
+function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms.toFixed(1)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
+// Any process can put escape sequences in its name or path, so control characters
+// (C0, DEL and C1) are shown as \xNN instead of being sent to the terminal.
+function printable(text: string): string {
+  return text.replace(
+    /\p{Cc}/gu,
+    (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
 async function main(): Promise<number> {
   let options: Options | undefined;
   try {
@@ -174,6 +295,7 @@ async function main(): Promise<number> {
   }
 
   using probe = SyscallsProbe.open();
+  using processes = options.events ? ProcessProbe.open() : undefined;
   const interactive = Deno.stdout.isTerminal();
   const first = probe.read();
   let previous = first;
@@ -183,6 +305,15 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   if (options.durationMs > 0) setTimeout(onSignal, options.durationMs);
+
+  const pane = new EventPane(options.eventRows);
+  let eventError: unknown;
+  const following = processes === undefined
+    ? Promise.resolve()
+    : followEvents(processes, pane, interactive).catch((error) => {
+      eventError = error;
+      onSignal();
+    });
 
   try {
     if (interactive) write("\x1b[?25l");
@@ -198,11 +329,11 @@ async function main(): Promise<number> {
       const delta = now.since(previous);
       previous = now;
       if (interactive) {
-        write(
-          `\x1b[H\x1b[2J${
-            renderScreen(delta, seconds, options.top, (now.time - first.time) / 1000)
-          }\n`,
-        );
+        const screen = renderScreen(delta, seconds, options.top, (now.time - first.time) / 1000);
+        const events = processes === undefined
+          ? ""
+          : `\n\n${renderEventPane(pane, processes.droppedEvents)}`;
+        write(`\x1b[H\x1b[2J${screen}${events}\n`);
       } else {
         write(`${renderLine(delta, seconds, options.top)}\n`);
       }
@@ -213,9 +344,21 @@ async function main(): Promise<number> {
     if (interactive) write("\x1b[?25h\n");
   }
 
+  const dropped = processes?.droppedEvents ?? 0;
+  processes?.close();
+  await following;
+  if (eventError !== undefined) throw eventError;
+
   const last = probe.read();
   probe.close();
   write(`${renderSummary(last.since(first), (last.time - first.time) / 1000)}\n`);
+  if (processes !== undefined) {
+    write(
+      `bpfscope top: ${formatCount(pane.execs)} execs and ${formatCount(pane.exits)} exits seen, ${
+        formatCount(dropped)
+      } dropped because the ring buffer was full\n`,
+    );
+  }
   return 0;
 }
 
