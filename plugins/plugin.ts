@@ -285,6 +285,13 @@ export interface Probe extends AsyncDisposable {
   events?(): AsyncIterable<LogRecord>;
   /** Kernel-side statistics of the probe's programs, for the collector's own metrics. */
   programStats?(): readonly ProgramStats[];
+  /**
+   * The number of events lost before the probe could read them since it
+   * opened, such as ring buffer records the kernel could not reserve because
+   * the buffer was full. The collector reports it as
+   * `bpfscope.probe.dropped_events`.
+   */
+  droppedEvents?(): number;
 }
 
 /**
