@@ -163,3 +163,17 @@ export {
   SyscallSnapshot,
   SyscallsProbe,
 } from "./plugins/probes/syscalls.ts";
+export {
+  formatPrometheus,
+  parsePrometheusAddress,
+  PROMETHEUS_CONTENT_TYPE,
+  PROMETHEUS_DEFAULT_HOSTNAME,
+  PROMETHEUS_DEFAULT_PORT,
+  type PrometheusFormatOptions,
+  prometheusLabelName,
+  prometheusMetricName,
+  PrometheusSink,
+  type PrometheusSinkOptions,
+  prometheusSinkPlugin,
+  prometheusUnit,
+} from "./plugins/sinks/prometheus.ts";
