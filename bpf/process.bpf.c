@@ -21,7 +21,7 @@
 /*
  * signal_struct.flags bit of include/linux/sched/signal.h (0x4 in Linux 5.x
  * and 6.x): the whole thread group is exiting. A macro has no BTF, so CO-RE
- * cannot relocate it; the threaded exit test checks it on the running kernel.
+ * cannot relocate it. The threaded exit test checks it on the running kernel.
  */
 #define SIGNAL_GROUP_EXIT 0x00000004
 
