@@ -177,3 +177,16 @@ export {
   prometheusSinkPlugin,
   prometheusUnit,
 } from "./plugins/sinks/prometheus.ts";
+export {
+  type OtlpCompression,
+  OtlpExportError,
+  type OtlpProtocol,
+  type OtlpRetryOptions,
+  type OtlpSignal,
+  type OtlpSignalConfig,
+  type OtlpSignalStats,
+  OtlpSink,
+  type OtlpSinkOptions,
+  otlpSinkPlugin,
+  type OtlpSinkStats,
+} from "./plugins/sinks/otlp.ts";
