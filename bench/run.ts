@@ -181,7 +181,7 @@ function compareSeqlock(rounds: number): string {
   const memory = object.map("slots").mmap();
   const reader = new SeqlockReader(memory, { slotsPerCpu });
   const target = new BigUint64Array(8);
-  const words = new BigUint64Array(memory.buffer);
+  const words = new BigUint64Array(memory.unsafeBuffer);
   const payloadWord = (memory.valueStride - 64) / 8;
   const iterations = 2_000_000;
 

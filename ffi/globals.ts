@@ -268,7 +268,8 @@ export function initialValueMemory(
 /** Returns a {@linkcode GlobalsMemory} over an mmapped live map, which it closes with itself. */
 export function mappedMemory(memory: MapMemory): GlobalsMemory {
   return {
-    bytes: () => new Uint8Array(memory.buffer),
+    // Globals checks that a section is writable before it stores into these bytes.
+    bytes: () => new Uint8Array(memory.unsafeBuffer),
     close: () => memory.close(),
   };
 }

@@ -111,12 +111,46 @@ export class MapMemory implements Disposable {
   }
 
   /**
-   * The mapped memory itself, for typed-array access without copies. It is
-   * detached on close; do not keep views over it past the map's lifetime.
+   * The mapped memory itself, for typed-array reads and writes without
+   * copies, on writable mappings. It is detached on close; do not keep views
+   * over it past the map's lifetime.
    *
+   * A read-only mapping has no `buffer`: JavaScript cannot make an
+   * `ArrayBuffer` read-only, and a store into read-only pages kills the
+   * process with SIGSEGV. Use the accessors, {@linkcode MapMemory.copy},
+   * {@linkcode MapMemory.sumUint64}, or {@linkcode MapMemory.unsafeBuffer}.
+   *
+   * @throws {TypeError} on a read-only mapping
    * @throws {ClosedError} after close
    */
   get buffer(): ArrayBuffer {
+    this.#check("access");
+    if (!this.writable) {
+      throw new TypeError(
+        `The memory of map "${this.map}" is mapped read-only, so it has no writable buffer: read it with the accessors, copy() or unsafeBuffer, or map it with mmap({ writable: true })`,
+      );
+    }
+    return this.#buffer;
+  }
+
+  /**
+   * UNSAFE: the mapped memory as an `ArrayBuffer`, also on read-only
+   * mappings, for zero-copy typed-array reads. Writing through it into a
+   * read-only mapping kills the process with SIGSEGV. It is detached on close.
+   *
+   * @throws {ClosedError} after close
+   *
+   * @example Read u64 counters in place
+   * ```ts ignore
+   * import { openObject } from "../mod.ts";
+   *
+   * using object = openObject("./counters.bpf.o").load();
+   * using memory = object.map("counts").mmap();
+   * const counts = new BigUint64Array(memory.unsafeBuffer); // read only: never store into it
+   * console.log(counts[0]);
+   * ```
+   */
+  get unsafeBuffer(): ArrayBuffer {
     this.#check("access");
     return this.#buffer;
   }

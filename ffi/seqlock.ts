@@ -181,8 +181,8 @@ export class SeqlockReader {
       );
     }
 
-    this.#words = new Uint32Array(memory.buffer);
-    this.#longs = new BigUint64Array(memory.buffer);
+    this.#words = new Uint32Array(memory.unsafeBuffer);
+    this.#longs = new BigUint64Array(memory.unsafeBuffer);
     this.#strideWords = memory.valueStride / 4;
     this.#payloadLongs = this.payloadSize / 8;
     this.#lastSequences = new Uint32Array(2 * this.slotCount).fill(1);

@@ -76,6 +76,18 @@ Deno.test({
 });
 
 Deno.test({
+  name: "MapMemory read-only mapping has no writable buffer",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(ATTACH).load();
+    using memory = object.map("hits").mmap();
+    // A store through a buffer over read-only pages would kill the process.
+    assert.throws(() => memory.buffer, /mapped read-only, so it has no writable buffer/);
+    assert.equal(new BigUint64Array(memory.unsafeBuffer).length, 4);
+  },
+});
+
+Deno.test({
   name: "MapMemory accessors check bounds and alignment",
   ...kernelTest(),
   fn() {
@@ -96,7 +108,7 @@ Deno.test({
   fn() {
     using object = openObject(ATTACH).load();
     const memory = object.map("hits").mmap();
-    const view = new BigUint64Array(memory.buffer);
+    const view = new BigUint64Array(memory.unsafeBuffer);
     assert.equal(view.length, 4);
 
     memory.close();
@@ -127,7 +139,7 @@ Deno.test({
     assert.equal(new Deno.UnsafePointerView(address).getBigUint64(0), 0n);
     using again = object.map("hits").mmap();
     assert.notEqual(
-      Deno.UnsafePointer.value(Deno.UnsafePointer.of(again.buffer)),
+      Deno.UnsafePointer.value(Deno.UnsafePointer.of(again.unsafeBuffer)),
       Deno.UnsafePointer.value(address),
     );
     assert.equal(again.getBigUint64(0), 0x4141_4141_4141_4141n);
@@ -140,7 +152,7 @@ Deno.test({
   fn() {
     using object = openObject(ATTACH).load();
     const memory = object.map("hits").mmap();
-    const moved = memory.buffer.transfer();
+    const moved = memory.unsafeBuffer.transfer();
     assert.equal(moved.byteLength, 32);
     assert.throws(() => memory.getUint64(8), /its buffer was transferred or detached/);
     assert.throws(() => memory.copy(), ClosedError);
@@ -155,7 +167,7 @@ Deno.test({
   fn() {
     const object = openObject(ATTACH).load();
     const memory = object.map("hits").mmap();
-    const view = new Uint32Array(memory.buffer);
+    const view = new Uint32Array(memory.unsafeBuffer);
     object.close();
     assert.equal(memory.closed, true);
     assert.throws(() => memory.getUint32(0), ClosedError);

@@ -174,7 +174,7 @@ export class SyscallsProbe implements Disposable {
     this.#object = object;
     this.#memory = memory;
     this.cpus = cpus;
-    this.#values = new BigUint64Array(memory.buffer);
+    this.#values = new BigUint64Array(memory.unsafeBuffer);
   }
 
   /**
@@ -216,7 +216,7 @@ export class SyscallsProbe implements Disposable {
    */
   read(): SyscallSnapshot {
     // Checks that the memory is still mapped before the words are read.
-    this.#memory.buffer;
+    this.#memory.unsafeBuffer;
     const values = this.#values;
     const counts = new Float64Array(values.length);
     // Each counter is an aligned u64 that the kernel updates atomically; one
