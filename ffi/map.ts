@@ -8,7 +8,7 @@ import { type CallContext, checkInt, readCString } from "./_check.ts";
 import { Errno } from "./_errno.ts";
 import { MapFlags, MapType, mapTypeName, UpdateFlags } from "./constants.ts";
 import { possibleCpuCount } from "./cpus.ts";
-import { NotSupportedError } from "./errors.ts";
+import { BpfError, NotSupportedError } from "./errors.ts";
 import type { ObjectState } from "./_object_state.ts";
 import { libbpf } from "./libbpf.ts";
 import {
@@ -21,7 +21,8 @@ import {
 } from "./map_dump.ts";
 import { MapMemory } from "./map_memory.ts";
 import { objectStateOf, type RingBufferOptions, RingBufferReader } from "./ring_buffer.ts";
-import { layoutHasSpinLock, type LayoutValue } from "./layout.ts";
+import type { LayoutValue } from "./layout.ts";
+import type { Btf } from "./btf.ts";
 import {
   type BtfMapLayouts,
   btfMapLayouts,
@@ -231,7 +232,17 @@ export class BpfMap {
    */
   typed<K = LayoutValue, V = LayoutValue>(options: TypedMapOptions<K, V> = {}): TypedMap<K, V> {
     this.#check("type");
-    return new TypedMap(this, resolveMapLayouts(this.name, this.#btfLayouts(), options));
+    let fromBtf: BtfMapLayouts;
+    try {
+      fromBtf = this.#btfLayouts();
+    } catch (error) {
+      // A BTF type that layouts cannot model: declared layouts still work, unchecked.
+      if (
+        !(error instanceof BpfError) || options.key === undefined || options.value === undefined
+      ) throw error;
+      fromBtf = { key: undefined, value: undefined };
+    }
+    return new TypedMap(this, resolveMapLayouts(this.name, fromBtf, options));
   }
 
   /**
@@ -791,11 +802,14 @@ export class BpfMap {
     );
   }
 
-  // A struct bpf_spin_lock in a value requires BTF, so the value's BTF layout tells.
+  // A struct bpf_spin_lock in a value requires BTF, so the value's BTF type
+  // tells. It is read from the BTF types directly rather than from a layout,
+  // so that a value type that layouts cannot model leaves the byte methods working.
   #valueHasSpinLock(): boolean {
     if (this.#spinLock === undefined) {
-      const value = LOCK_TYPES.has(this.type) ? this.#btfLayouts().value : undefined;
-      this.#spinLock = value !== undefined && layoutHasSpinLock(value);
+      const btf = LOCK_TYPES.has(this.type) ? this.#object.btf() : undefined;
+      const typeId = libbpf().bpf_map__btf_value_type_id(this.#pointer);
+      this.#spinLock = btf !== undefined && typeId !== 0 && btfHasSpinLock(btf, typeId);
     }
     return this.#spinLock;
   }
@@ -941,8 +955,9 @@ function updateFlagsOf(flagsOrOptions: number | UpdateOptions): {
 } {
   const options = typeof flagsOrOptions === "number" ? { flags: flagsOrOptions } : flagsOrOptions;
   const raw = options.flags ?? UpdateFlags.ANY;
-  const flags = raw & ~UpdateFlags.F_LOCK;
-  if (!Number.isInteger(raw) || flags < 0 || flags > UpdateFlags.EXIST) {
+  // Checked before the bitwise operators, which would cut values of 2^32 and more to 32 bits.
+  const flags = Number.isInteger(raw) && raw >= 0 && raw <= 7 ? raw & ~UpdateFlags.F_LOCK : -1;
+  if (flags < 0 || flags > UpdateFlags.EXIST) {
     throw new RangeError(
       `Invalid update flags ${raw}: expected UpdateFlags.ANY, NOEXIST or EXIST, optionally with F_LOCK`,
     );
@@ -961,6 +976,16 @@ function batchOptions(elementFlags: number): Uint8Array<ArrayBuffer> {
   view.setBigUint64(0, 24n, true);
   view.setBigUint64(8, BigInt(elementFlags), true);
   return opts;
+}
+
+// Whether the type, or a member of it at any depth, is struct bpf_spin_lock
+// (the kernel allows one at the top level or in a nested struct).
+function btfHasSpinLock(btf: Btf, typeId: number, depth = 0): boolean {
+  const type = btf.resolve(typeId);
+  if (type.kind !== "STRUCT" && type.kind !== "UNION") return false;
+  if (type.name === "bpf_spin_lock") return true;
+  if (depth >= 32) return false;
+  return type.members.some((member) => btfHasSpinLock(btf, member.type, depth + 1));
 }
 
 function roundUp8(size: number): number {

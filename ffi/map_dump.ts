@@ -317,9 +317,9 @@ const MAX_EMPTY_BATCHES = 16;
 
 /** @internal Reads every entry of the map behind `target`. */
 export function dumpMap(target: DumpTarget, options: DumpOptions): MapDump {
-  const batchSize = checkBatchSize(options.batchSize ?? DEFAULT_BATCH_SIZE);
+  const batchSize = checkBatchSize(options.batchSize ?? DEFAULT_BATCH_SIZE, target.maxEntries);
   const maxWalks = positiveInteger(options.maxWalks ?? DEFAULT_MAX_WALKS, "maxWalks");
-  const method = options.method ?? "auto";
+  const method = checkMethod(options.method ?? "auto");
   const stats = newStats(batchSize);
   const keys = new GrowableBytes((target.maxEntries + batchSize) * target.keySize);
   const values = new GrowableBytes((target.maxEntries + batchSize) * entrySizeOf(target));
@@ -363,10 +363,15 @@ export class MapEntries implements AsyncIterableIterator<MapEntry, void, undefin
 
   /** @internal Use {@linkcode BpfMap.entries}. */
   constructor(target: DumpTarget, options: EntriesOptions) {
-    const batchSize = checkBatchSize(options.batchSize ?? DEFAULT_BATCH_SIZE);
+    const batchSize = checkBatchSize(options.batchSize ?? DEFAULT_BATCH_SIZE, target.maxEntries);
     const maxWalks = positiveInteger(options.maxWalks ?? DEFAULT_MAX_WALKS, "maxWalks");
     this.stats = newStats(batchSize);
-    this.#generator = readEntries(target, options.method ?? "auto", maxWalks, this.stats);
+    this.#generator = readEntries(
+      target,
+      checkMethod(options.method ?? "auto"),
+      maxWalks,
+      this.stats,
+    );
   }
 
   /** Returns the next entry, reading the next batch when the current one is used up. */
@@ -795,8 +800,15 @@ function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-function checkBatchSize(size: number): number {
-  return positiveInteger(size, "batchSize");
+// Buffers are sized by the batch, so a batch larger than the map would only
+// allocate memory that no entry can fill: it is clamped to max_entries.
+function checkBatchSize(size: number, maxEntries: number): number {
+  return Math.min(positiveInteger(size, "batchSize"), Math.max(1, maxEntries));
+}
+
+function checkMethod<T extends string>(method: T): T {
+  if (method === "auto" || method === "batch" || method === "iterate") return method;
+  throw new RangeError(`Invalid method "${method}": expected "auto", "batch" or "iterate"`);
 }
 
 function positiveInteger(value: number, name: string): number {

@@ -2,12 +2,14 @@ import assert from "node:assert/strict";
 import {
   BpfError,
   type BpfMap,
+  bytes,
   ClosedError,
   maxPerCpu,
   openObject,
   possibleCpuCount,
   readUint64PerCpu,
   sumPerCpu,
+  u32 as u32Layout,
   UpdateFlags,
 } from "../mod.ts";
 import { runProgramTest } from "../ffi/_test_run.ts";
@@ -499,5 +501,52 @@ Deno.test({
     await assert.rejects(async () => {
       for await (const _ of hash.entries()) break;
     }, ClosedError);
+  },
+});
+
+Deno.test({
+  name: "BpfMap byte methods work when layouts cannot model the value",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(MAPS).load();
+    const wide = object.map("wide_value");
+    const value = new Uint8Array(wide.valueSize).fill(0x5a);
+    wide.update(u32(1), value);
+    assert.deepEqual(wide.lookup(u32(1)), value);
+    assert.equal(wide.dump().count, 1);
+    // typed() needs the BTF layout unless both layouts are declared.
+    assert.throws(() => wide.typed(), BpfError);
+    const typed = wide.typed({ key: u32Layout, value: bytes(wide.valueSize) });
+    assert.deepEqual(typed.get(1), value);
+  },
+});
+
+Deno.test({
+  name: "BpfMap.update() rejects flags of 2^32 and more",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(MAPS).load();
+    const hash = object.map("lru_hash");
+    for (const flags of [2 ** 32 + 1, 2 ** 33, 2 ** 32 + 4, -1, 1.5]) {
+      assert.throws(
+        () => hash.update(u32(1), u64(1n), flags),
+        /Invalid update flags/,
+        String(flags),
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: "BpfMap.dump() clamps the batch to max_entries and checks the method",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(MAPS).load();
+    const hash = object.map("lru_hash");
+    hash.update(u32(1), u64(1n));
+    const dump = hash.dump({ batchSize: 2 ** 31 });
+    assert.equal(dump.count, 1);
+    assert.equal(dump.stats.batchSize, hash.maxEntries);
+    assert.throws(() => hash.dump({ method: "bogus" as "auto" }), /Invalid method "bogus"/);
   },
 });
