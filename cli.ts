@@ -31,6 +31,8 @@ import {
 import "./plugins/probes/syscalls_plugin.ts";
 import "./plugins/sinks/file.ts";
 import "./plugins/sinks/memory.ts";
+import "./plugins/sinks/otlp.ts";
+import "./plugins/sinks/prometheus.ts";
 import "./plugins/sinks/stdout.ts";
 
 const EXIT_OK = 0;

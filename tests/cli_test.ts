@@ -146,6 +146,8 @@ Deno.test("cli list shows plugins", async () => {
   assert.match(result.stdout, /\s+syscalls\s+System calls/);
   assert.match(result.stdout, /Sinks:\n(.*\n)*\s+file\s+JSON Lines/);
   assert.match(result.stdout, /\s+stdout\s+Diagnostic output/);
+  assert.match(result.stdout, /\s+otlp\s+/);
+  assert.match(result.stdout, /\s+prometheus\s+/);
 });
 
 Deno.test("cli runs a plugin probe", async () => {
