@@ -60,12 +60,17 @@ export interface TestRunResult {
 
 /** Runs the program behind `programFd` `repeat` times on `data`. */
 export function runProgramTest(programFd: number, options: TestRunOptions): TestRunResult {
+  const repeat = options.repeat ?? 1;
+  // The kernel takes a u32 and runs 2^32 - 1 times for -1, blocking the thread for hours.
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 0x7fffffff) {
+    throw new RangeError(`Invalid repeat ${repeat}: expected an integer from 1 to ${0x7fffffff}`);
+  }
   const opts = new Uint8Array(OPTS_SIZE);
   const view = new DataView(opts.buffer);
   view.setBigUint64(0, BigInt(OPTS_SIZE), true);
   view.setBigUint64(OPTS_DATA_IN, addressOf(options.data), true);
   view.setUint32(OPTS_DATA_SIZE_IN, options.data.byteLength, true);
-  view.setUint32(OPTS_REPEAT, options.repeat ?? 1, true);
+  view.setUint32(OPTS_REPEAT, repeat, true);
   if (options.dataOut !== undefined) {
     view.setBigUint64(OPTS_DATA_OUT, addressOf(options.dataOut), true);
     view.setUint32(OPTS_DATA_SIZE_OUT, options.dataOut.byteLength, true);

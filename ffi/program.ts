@@ -13,7 +13,12 @@ import { libbpf } from "./libbpf.ts";
 import { libc } from "./libc.ts";
 import { BpfLink, type LinkTarget } from "./link.ts";
 import { captureLibbpfOutput } from "./logger.ts";
-import { runProgramTest, type TestRunOptions, type TestRunResult } from "./_test_run.ts";
+import {
+  MIN_XDP_PACKET,
+  runProgramTest,
+  type TestRunOptions,
+  type TestRunResult,
+} from "./_test_run.ts";
 
 /**
  * Kernel-side facts about a loaded program (`struct bpf_prog_info`).
@@ -129,10 +134,11 @@ export class BpfProgram {
   /**
    * Runs the program in the kernel on `data` without attaching it
    * (BPF_PROG_TEST_RUN), `repeat` times, and returns the last run's return
-   * value and the average run time. Program types that support it include
-   * XDP, tc, socket filters, raw tracepoints and syscall programs; XDP wants
-   * at least a 14-byte (Ethernet header) packet. The call blocks the calling
-   * thread for the whole run, so long runs belong in a Worker.
+   * value and the average run time, for packet programs: XDP, tc and socket
+   * filters (raw tracepoint and syscall programs need a context argument,
+   * which this method does not pass yet). XDP wants at least a 14-byte
+   * (Ethernet header) packet. The call blocks the calling thread for the
+   * whole run, so long runs belong in a Worker.
    *
    * @throws {BpfError} when the kernel cannot test-run this program type
    * (`ENOTSUPP`) or rejects the input (`EINVAL`)
@@ -153,11 +159,17 @@ export class BpfProgram {
       return runProgramTest(fd, options);
     } catch (error) {
       if (!(error instanceof BpfError)) throw error;
+      const hint = error.code === "EINVAL" && options.data.byteLength < MIN_XDP_PACKET
+        ? `the data is ${options.data.byteLength} bytes; XDP and tc programs need at least ${MIN_XDP_PACKET}, an Ethernet header`
+        : error.code === "ENOSPC"
+        ? "dataOut is smaller than the output data"
+        : undefined;
       throw new BpfError({
         ...this.#subject,
         op: "test-run",
         errno: error.errno,
         detail: error.detail,
+        ...(hint === undefined ? {} : { hint }),
         cause: error,
       });
     }

@@ -51,6 +51,7 @@ Deno.test({
     assert.ok(error instanceof BpfError, String(error));
     assert.equal(error.code, "EINVAL");
     assert.equal(error.program, "touch");
+    assert.match(error.message, /need at least 14, an Ethernet header/);
   },
 });
 
@@ -62,5 +63,19 @@ Deno.test({
     const program = object.program("touch");
     object.close();
     assert.throws(() => program.testRun({ data: new Uint8Array(64) }), ClosedError);
+  },
+});
+
+Deno.test({
+  name: "BpfProgram.testRun() rejects a bad repeat",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(MAPS).load();
+    for (const repeat of [-1, 0, 1.5, 2 ** 32 + 1]) {
+      assert.throws(
+        () => object.program("touch").testRun({ data: new Uint8Array(64), repeat }),
+        RangeError,
+      );
+    }
   },
 });
