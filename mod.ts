@@ -18,6 +18,18 @@
  * console.log(snapshot.total, snapshot.top(5));
  * ```
  *
+ * @example Write syscall counts to a JSON Lines file every second for ten seconds
+ * ```ts ignore
+ * import { Collector, fileSinkPlugin, syscallsProbePlugin } from "./mod.ts";
+ *
+ * await using collector = await Collector.start({
+ *   probes: [syscallsProbePlugin],
+ *   sinks: [{ plugin: fileSinkPlugin, options: "bpfscope.jsonl" }],
+ *   intervalMs: 1000,
+ * });
+ * await new Promise((resolve) => setTimeout(resolve, 10_000));
+ * ```
+ *
  * @module
  */
 
@@ -190,3 +202,83 @@ export {
   otlpSinkPlugin,
   type OtlpSinkStats,
 } from "./plugins/sinks/otlp.ts";
+export type {
+  Attributes,
+  AttributeValue,
+  Batch,
+  CounterMetric,
+  ExplicitBuckets,
+  ExportResult,
+  GaugeMetric,
+  HistogramMetric,
+  HistogramPoint,
+  Log2Buckets,
+  LogRecord,
+  Metric,
+  NumberPoint,
+  Plugin,
+  PluginContext,
+  Probe,
+  ProbePlugin,
+  ProgramStats,
+  Sink,
+  SinkPlugin,
+} from "./plugins/plugin.ts";
+export {
+  loadPlugin,
+  type LoadPluginOptions,
+  parsePluginSpec,
+  PluginLoadError,
+  PluginRegistry,
+  type PluginSpec,
+  registry,
+} from "./plugins/registry.ts";
+export {
+  Collector,
+  type CollectorOptions,
+  type ProbeEntry,
+  type SinkEntry,
+} from "./plugins/collector.ts";
+export {
+  parseResourceAttributes,
+  resourceAttributes,
+  type ResourceInputs,
+} from "./plugins/resource.ts";
+export {
+  explicitBucketIndex,
+  explicitToLog2,
+  linearBucketIndex,
+  type LinearBuckets,
+  linearToExplicit,
+  linearUpperBound,
+  log2BucketIndex,
+  log2BucketRange,
+  log2ToExplicit,
+  log2UpperBound,
+} from "./plugins/histogram.ts";
+export {
+  parseSyscallsOptions,
+  type SyscallsPluginOptions,
+  syscallsProbePlugin,
+} from "./plugins/probes/syscalls_plugin.ts";
+export { MemorySink, type MemorySinkOptions, memorySinkPlugin } from "./plugins/sinks/memory.ts";
+export {
+  encodeBatch,
+  FileSink,
+  FileSinkError,
+  type FileSinkOptions,
+  fileSinkPlugin,
+  parseFileSinkOptions,
+} from "./plugins/sinks/file.ts";
+export {
+  drawExplicitHistogram,
+  drawLog2Histogram,
+  parseStdoutOptions,
+  renderText,
+  type StdoutFormat,
+  StdoutSink,
+  type StdoutSinkOptions,
+  stdoutSinkPlugin,
+} from "./plugins/sinks/stdout.ts";
+export { openPinnedMap, PinnedMap } from "./ffi/pinned_map.ts";
+export { enableRunTimeStats, RunTimeStats } from "./ffi/bpf_stats.ts";

@@ -10,7 +10,16 @@
  * @module
  */
 
-/** Attribute values, as OpenTelemetry allows them (no nested objects). */
+/**
+ * Attribute values, as OpenTelemetry allows them (no nested objects).
+ *
+ * @example
+ * ```ts
+ * import type { AttributeValue } from "./plugin.ts";
+ *
+ * const values: AttributeValue[] = ["read", 0, true, 2n ** 64n - 1n];
+ * ```
+ */
 export type AttributeValue = string | number | boolean | bigint;
 
 /**
