@@ -834,6 +834,10 @@ export class BpfMap {
         return isArray
           ? `the index is not below max_entries (${this.maxEntries})`
           : `the map is full (max_entries ${this.maxEntries}): delete elements, or raise max_entries with setMaxEntries() before load`;
+      case Errno.EPERM:
+        return (this.flags & MapFlags.F_RDONLY_PROG) !== 0 || this.name.endsWith(".rodata")
+          ? "the map is frozen, read-only from user space after load as libbpf makes .rodata: set its values before load with OpenObject.globals()"
+          : undefined;
       case Errno.EINVAL:
         return this.type === MapType.LPM_TRIE
           ? `an LPM trie key starts with a u32 prefix length of at most ${

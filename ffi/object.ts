@@ -22,6 +22,7 @@ import {
 } from "./globals.ts";
 import { MapFlags } from "./constants.ts";
 import { libbpf } from "./libbpf.ts";
+import { libc } from "./libc.ts";
 import type { BpfLink } from "./link.ts";
 import { captureLibbpfOutput } from "./logger.ts";
 import { BpfMap } from "./map.ts";
@@ -814,7 +815,7 @@ function openError(error: unknown, output: string[], fromBytes: boolean): unknow
       fromBytes ? "the bytes are" : "the file is"
     } not an eBPF ELF object: compile with clang -target bpf`
     : error.code === "ENOENT"
-    ? "check the path"
+    ? missingFileHint(error.path)
     : undefined;
   return new BpfError(
     {
@@ -828,6 +829,13 @@ function openError(error: unknown, output: string[], fromBytes: boolean): unknow
       cause: error,
     } as ConstructorParameters<typeof BpfError>[0],
   );
+}
+
+// libbpf also answers ENOENT for a file it cannot use: one stripped of its
+// symbol table or of BTF that the object needs.
+function missingFileHint(path: string | undefined): string {
+  if (path === undefined || libc().access(cString(path), 0) !== 0) return "check the path";
+  return "the file exists, but libbpf found no symbol table or no BTF in it: strip objects with llvm-strip -g, which keeps both";
 }
 
 function loadError(

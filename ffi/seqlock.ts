@@ -228,7 +228,7 @@ export class SeqlockReader {
    * @throws {ClosedError} after the memory is closed
    */
   readInto(index: number, target: ArrayBufferView): number | undefined {
-    if (this.#memory.closed) throw this.#closedError("read");
+    if (this.#memory.closed || this.#longs.length === 0) throw this.#closedError("read");
     this.#checkIndex(index);
     return this.#copy(index, this.#targetLongs(target));
   }
@@ -242,7 +242,7 @@ export class SeqlockReader {
    * @throws {ClosedError} after the memory is closed
    */
   read(index: number): SeqlockSnapshot | undefined {
-    if (this.#memory.closed) throw this.#closedError("read");
+    if (this.#memory.closed || this.#longs.length === 0) throw this.#closedError("read");
     this.#checkIndex(index);
     const payload = new Uint8Array(this.payloadSize);
     const sequence = this.#copy(index, new BigUint64Array(payload.buffer));
@@ -257,7 +257,7 @@ export class SeqlockReader {
    * @throws {ClosedError} after the memory is closed
    */
   sequence(index: number): number {
-    if (this.#memory.closed) throw this.#closedError("read");
+    if (this.#memory.closed || this.#longs.length === 0) throw this.#closedError("read");
     this.#checkIndex(index);
     return this.#readCounter(index * this.#strideWords);
   }
@@ -271,7 +271,7 @@ export class SeqlockReader {
    * @throws {ClosedError} after the memory is closed
    */
   skipped(index: number): number {
-    if (this.#memory.closed) throw this.#closedError("read");
+    if (this.#memory.closed || this.#longs.length === 0) throw this.#closedError("read");
     this.#checkIndex(index);
     return this.#readCounter(index * this.#strideWords + 2);
   }
@@ -296,7 +296,7 @@ export class SeqlockReader {
    * ```
    */
   generation(): SeqlockGeneration {
-    if (this.#memory.closed) throw this.#closedError("read");
+    if (this.#memory.closed || this.#longs.length === 0) throw this.#closedError("read");
     const sequences = new Float64Array(this.slotCount);
     for (let index = 0; index < this.slotCount; index++) {
       sequences[index] = this.#readCounter(index * this.#strideWords);

@@ -550,3 +550,24 @@ Deno.test({
     assert.throws(() => hash.dump({ method: "bogus" as "auto" }), /Invalid method "bogus"/);
   },
 });
+
+Deno.test({
+  name: "BpfMap.update() on frozen .rodata says to set it before load",
+  ...kernelTest(),
+  fn() {
+    using object = openObject(repoPath("tests/fixtures/globals.bpf.o")).load();
+    const rodata = object.maps.find((map) => map.name.endsWith(".rodata"))!;
+    let error: unknown;
+    try {
+      rodata.update(new Uint8Array(rodata.keySize), new Uint8Array(rodata.valueSize));
+    } catch (caught) {
+      error = caught;
+    }
+    assert.ok(error instanceof BpfError, String(error));
+    assert.equal(error.code, "EPERM");
+    assert.match(
+      error.message,
+      /the map is frozen.*set its values before load with OpenObject\.globals\(\)/,
+    );
+  },
+});

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BpfError, ClosedError, openObject, VerifierError } from "../mod.ts";
-import { kernelTest, programExists, programGone, repoPath } from "./_helpers.ts";
+import { kernelTest, programExists, programGone, repoPath, run } from "./_helpers.ts";
 
 const ATTACH = repoPath("tests/fixtures/attach.bpf.o");
 const REJECTED = repoPath("tests/fixtures/rejected.bpf.o");
@@ -204,3 +204,17 @@ function captureError(fn: () => unknown): unknown {
   }
   assert.fail("expected an error");
 }
+
+Deno.test("openObject() of a file stripped of its symbols explains ENOENT", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "bpfscope-stripped-" });
+  try {
+    const stripped = `${directory}/stripped.bpf.o`;
+    const strip = await run("llvm-strip", ["--strip-all", ATTACH, "-o", stripped]);
+    assert.equal(strip.code, 0, strip.stderr);
+    const error = captureError(() => openObject(stripped));
+    assert.ok(error instanceof BpfError, String(error));
+    assert.match(error.message, /the file exists, but libbpf found no symbol table or no BTF/);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
