@@ -186,7 +186,8 @@ function reportError(error: unknown, command: string | undefined): number {
   }
   if (error instanceof PluginLoadError) return EXIT_USAGE;
   if (command === "run" && (error instanceof TypeError || error instanceof RangeError)) {
-    // Thrown by a plugin's option parser while the collector starts.
+    // Plugins throw these for invalid options while the collector starts.
+    // NOTE: a plugin that throws one for another reason also exits with 2.
     return EXIT_USAGE;
   }
   return EXIT_RUNTIME;
@@ -370,7 +371,7 @@ function checkConfig(raw: Record<string, unknown>, path: string): ConfigFile {
         break;
       default:
         throw new UsageError(
-          `Invalid config file "${path}": unknown key "${key}"; the keys are ${
+          `Invalid config file "${path}": unknown key "${key}". The keys are ${
             CONFIG_KEYS.join(", ")
           }`,
           "run",

@@ -6,7 +6,7 @@
  * `deno run --allow-all cli.ts run --plugin examples/plugin_loadavg.ts --probe loadavg --sink stdout`
  *
  * A plugin module exports its plugin object as the default export (or as
- * `plugin`); the type import below disappears at run time, so the module
+ * `plugin`). The type import below disappears at run time, so the module
  * works from a path or a URL.
  *
  * @module

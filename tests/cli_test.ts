@@ -108,7 +108,7 @@ Deno.test("cli config unknown key exits 2", async () => {
     await Deno.writeTextFile(config, JSON.stringify({ probe: ["syscalls"] }));
     const result = await cli("run", "--config", config);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /unknown key "probe"; the keys are probes, sinks/);
+    assert.match(result.stderr, /unknown key "probe". The keys are probes, sinks/);
   });
 });
 
