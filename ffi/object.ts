@@ -283,6 +283,8 @@ export class OpenObject implements Disposable {
   load(): BpfObject {
     let native = this.#live("load");
     let logSize = this.#logSize;
+    // What globals() wrote before load, replayed if a retry reopens the object.
+    const initialValues = saveInitialValues(native.pointer);
 
     for (;;) {
       const result = captureLibbpfOutput(() =>
@@ -302,14 +304,13 @@ export class OpenObject implements Disposable {
       if (!grow) throw error;
 
       // The log did not fit: load again from scratch with a larger buffer.
-      // NOTE: values written through globals() before load are not replayed,
-      // so a retry can verify .rodata defaults and log differently.
       logSize = Math.min(logSize * 8, this.#maxLogSize);
       native = this.#open(logSize);
       this.#token = trackOpened(this, native.pointer);
       this.#native = native;
       this.#state = "open";
       this.#applyConfig(native.pointer);
+      restoreInitialValues(native.pointer, initialValues);
     }
   }
 
@@ -829,6 +830,38 @@ function openError(error: unknown, output: string[], fromBytes: boolean): unknow
       cause: error,
     } as ConstructorParameters<typeof BpfError>[0],
   );
+}
+
+// Copies of the initial values of the maps that have one (.data, .rodata,
+// .bss and named data sections), keyed by map name.
+function saveInitialValues(object: Deno.PointerObject): Map<string, Uint8Array<ArrayBuffer>> {
+  const saved = new Map<string, Uint8Array<ArrayBuffer>>();
+  for (const map of mapPointers(object)) {
+    const size = new BigUint64Array(1);
+    const pointer = libbpf().bpf_map__initial_value(map, new Uint8Array(size.buffer));
+    if (pointer === null || size[0] === 0n) continue;
+    // SAFETY: libbpf's copy of the section, size[0] bytes, lives until the object is closed.
+    const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer, Number(size[0])))
+      .slice();
+    saved.set(readCString(libbpf().bpf_map__name(map)), bytes);
+  }
+  return saved;
+}
+
+function restoreInitialValues(
+  object: Deno.PointerObject,
+  saved: Map<string, Uint8Array<ArrayBuffer>>,
+): void {
+  for (const map of mapPointers(object)) {
+    const bytes = saved.get(readCString(libbpf().bpf_map__name(map)));
+    const size = new BigUint64Array(1);
+    const pointer = bytes === undefined
+      ? null
+      : libbpf().bpf_map__initial_value(map, new Uint8Array(size.buffer));
+    if (bytes === undefined || pointer === null || Number(size[0]) !== bytes.byteLength) continue;
+    // SAFETY: the same section of a freshly opened object, writable before load.
+    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer, bytes.byteLength)).set(bytes);
+  }
 }
 
 // libbpf also answers ENOENT for a file it cannot use: one stripped of its

@@ -218,3 +218,19 @@ Deno.test("openObject() of a file stripped of its symbols explains ENOENT", asyn
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "OpenObject.load() keeps .rodata values across a log retry",
+  ...kernelTest(),
+  fn() {
+    const fixture = repoPath("tests/fixtures/rodata_retry.bpf.o");
+    // The default mode 0 loads; mode 1 is rejected.
+    openObject(fixture).load().close();
+    const opened = openObject(fixture, { logSize: 64 });
+    opened.globals(".rodata").set("mode", 1);
+    const error = captureError(() => opened.load());
+    assert.ok(error instanceof VerifierError, `expected a rejection with mode 1, got ${error}`);
+    assert.equal(error.truncated, false);
+    assert.match(error.log, /invalid mem access/);
+  },
+});
