@@ -11,6 +11,7 @@ import {
   otlpSinkPlugin,
 } from "../plugins/sinks/otlp.ts";
 import { registry } from "../plugins/registry.ts";
+import { repoPath, run } from "./_helpers.ts";
 import { parseSinkSpecOptions, resolveSignalConfig } from "../plugins/sinks/_otlp_config.ts";
 import {
   describeErrorBody,
@@ -807,4 +808,17 @@ Deno.test("zero queue still sends when idle", async () => {
   assert.deepEqual(await sink.export(counterBatch(1)), { ok: true });
   assert.equal(sink.stats.metrics.dropped, 0);
   assert.equal(receiver.accepted.length, 1);
+});
+
+Deno.test("shutdown keeps first export", async () => {
+  const result = await run(Deno.execPath(), [
+    "run",
+    "--allow-all",
+    repoPath("tests/_scripts/otlp_first_export.ts"),
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout) as { ok: boolean; error: string; accepted: number };
+  assert.equal(report.error, "");
+  assert.equal(report.ok, true);
+  assert.equal(report.accepted, 1);
 });

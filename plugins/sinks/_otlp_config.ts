@@ -8,7 +8,18 @@
  * @module
  */
 
-import type { OtlpProtocol } from "./_otlp_encode.ts";
+/**
+ * The two OTLP/HTTP encodings: protobuf (`application/x-protobuf`) and JSON
+ * (`application/json`).
+ *
+ * @example
+ * ```ts
+ * import type { OtlpProtocol } from "./otlp.ts";
+ *
+ * const protocol: OtlpProtocol = "http/json";
+ * ```
+ */
+export type OtlpProtocol = "http/protobuf" | "http/json";
 
 /** The signals this sink sends, with the URL path each one appends to a base endpoint. */
 export const SIGNAL_PATHS = { metrics: "v1/metrics", logs: "v1/logs" } as const;

@@ -4,6 +4,10 @@
  * `ReadableLogRecord`), and serialization to OTLP protobuf or JSON bytes.
  * The wire encoding is entirely the package's, and this file only builds its input.
  *
+ * This is the only file of the sink that imports npm packages. `otlp.ts`
+ * imports it dynamically on the first export, so that importing `mod.ts`
+ * loads no npm package and needs no import map entry.
+ *
  * @module
  */
 
@@ -41,19 +45,7 @@ import type {
   NumberPoint,
 } from "../plugin.ts";
 import { log2ToExplicit } from "../histogram.ts";
-
-/**
- * The two OTLP/HTTP encodings: protobuf (`application/x-protobuf`) and JSON
- * (`application/json`).
- *
- * @example
- * ```ts
- * import type { OtlpProtocol } from "./otlp.ts";
- *
- * const protocol: OtlpProtocol = "http/json";
- * ```
- */
-export type OtlpProtocol = "http/protobuf" | "http/json";
+import type { OtlpProtocol } from "./_otlp_config.ts";
 
 /** The instrumentation scope of every metric and log record this sink sends. */
 const SCOPE = { name: "bpfscope" } as const;

@@ -25,11 +25,11 @@
  *   shared with the Prometheus sink). For integer values this is exact:
  *   explicit bucket `k` contains the values `v` with `2^(k-1) - 1 < v <= 2^k - 1`,
  *   which are the integers of log2 bucket `k`, `2^(k-1) <= v <= 2^k - 1`.
- *   OpenTelemetry's exponential histogram at scale 0 does not fit: its bucket
- *   `i` is `(2^i, 2^(i+1)]`, inclusive at the top, so the integer `2^k` falls
- *   in the bucket below the one where log2 bucket `k + 1` starts, and counts
- *   cannot be moved between buckets without the values. Explicit buckets are
- *   sent as given.
+ *   OpenTelemetry's exponential histogram at scale 0 does not fit, because
+ *   its bucket `i` is `(2^i, 2^(i+1)]`, inclusive at the top. The integer
+ *   `2^k` starts log2 bucket `k + 1` but falls in the exponential bucket that
+ *   ends at `2^k`, and counts cannot be moved between buckets without the
+ *   values. Explicit buckets are sent as given.
  * - Values are `as_int` when every point of a metric is a safe integer, and
  *   `as_double` otherwise. Attributes keep their types: integers as
  *   `intValue`, other numbers as `doubleValue`, booleans and strings as such,
@@ -47,6 +47,12 @@
  * message. When more batches wait than the queue holds, the oldest waiting
  * one is dropped and counted.
  *
+ * The first export imports the `@opentelemetry` npm packages that encode
+ * OTLP, and importing this module loads none. NOTE: the encoder imports them
+ * by bare specifiers, which this repository's `deno.json` maps to pinned
+ * versions. A program that imports bpfscope by URL needs the same `imports`
+ * entries in its own configuration, or its exports fail with the import error.
+ *
  * @module
  */
 
@@ -56,18 +62,13 @@ import {
   type ConfigOptions,
   type EnvReader,
   type OtlpCompression,
+  type OtlpProtocol,
   type OtlpSignal,
   parseSinkSpecOptions,
   readDenoEnv,
   resolveSignalConfig,
   type SignalConfig,
 } from "./_otlp_config.ts";
-import {
-  encodeLogs,
-  encodeMetrics,
-  type OtlpProtocol,
-  readPartialSuccess,
-} from "./_otlp_encode.ts";
 import {
   DEFAULT_RETRY,
   OtlpExportError,
@@ -181,6 +182,30 @@ export interface OtlpSinkStats {
   logs: OtlpSignalStats;
 }
 
+/** The encoder module, which imports the OpenTelemetry npm packages. */
+type Encoder = typeof import("./_otlp_encode.ts");
+
+let encoderLoading: Promise<Encoder> | undefined;
+let loadedEncoder: Encoder | undefined;
+
+/**
+ * Imports the encoder on first use, so that importing this module (and
+ * `mod.ts`) loads no npm package. A failed import is tried again next time.
+ */
+function loadEncoder(): Promise<Encoder> {
+  encoderLoading ??= import("./_otlp_encode.ts").then(
+    (encoder) => {
+      loadedEncoder = encoder;
+      return encoder;
+    },
+    (error: unknown) => {
+      encoderLoading = undefined;
+      throw error;
+    },
+  );
+  return encoderLoading;
+}
+
 const DEFAULT_MAX_QUEUED_BATCHES = 64;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
 
@@ -224,7 +249,8 @@ export class OtlpSink implements Sink {
   #stopping: Promise<void> | undefined;
 
   /**
-   * Resolves the configuration from `options` and the environment. Sends nothing yet.
+   * Resolves the configuration from `options` and the environment, and
+   * starts importing the encoder. Sends nothing yet.
    *
    * @throws {RangeError} when an option or `OTEL_EXPORTER_OTLP_*` variable has an invalid value
    */
@@ -251,10 +277,14 @@ export class OtlpSink implements Sink {
         config: this.config[signal],
         retry,
         maxQueuedBatches,
+        // A request is sent only after an export loaded the encoder.
         readPartialSuccess: (body) =>
-          readPartialSuccess(signal, this.config[signal].protocol, body),
+          loadedEncoder?.readPartialSuccess(signal, this.config[signal].protocol, body),
       });
     this.#senders = { metrics: sender("metrics"), logs: sender("logs") };
+
+    // Start the import now; the first export reports its error, if any.
+    loadEncoder().catch(() => {});
   }
 
   /** Returns a copy of the request counters. */
@@ -268,8 +298,9 @@ export class OtlpSink implements Sink {
    */
   async export(batch: Batch): Promise<ExportResult> {
     try {
-      const metrics = encodeMetrics(batch, this.config.metrics.protocol);
-      const logs = encodeLogs(batch, this.config.logs.protocol);
+      const encoder = loadedEncoder ?? await loadEncoder();
+      const metrics = encoder.encodeMetrics(batch, this.config.metrics.protocol);
+      const logs = encoder.encodeLogs(batch, this.config.logs.protocol);
       const [metricsResult, logsResult] = await Promise.all([
         metrics === undefined ? undefined : this.#senders.metrics.send(metrics),
         logs === undefined ? undefined : this.#senders.logs.send(logs),
@@ -300,6 +331,11 @@ export class OtlpSink implements Sink {
   }
 
   async #stop(): Promise<void> {
+    // Exports called before shutdown may still wait for the encoder. They
+    // awaited the same import before this line did, so they resume first and
+    // queue their batches before the senders close.
+    if (loadedEncoder === undefined) await loadEncoder().catch(() => undefined);
+
     const senders = [this.#senders.metrics, this.#senders.logs];
     for (const sender of senders) sender.close();
 
