@@ -260,7 +260,7 @@ export class BpfMap {
     this.#check("look up element of");
     if (this.isPerCpu) {
       throw new TypeError(
-        `Map "${this.name}" is a ${this.typeName} map with one value per CPU: use lookupPerCpuInto()`,
+        `Map "${this.name}" is a map of type ${this.typeName} with one value per CPU: use lookupPerCpuInto()`,
       );
     }
     this.#rejectQueue("look up an element by key", "peek()");
@@ -307,7 +307,7 @@ export class BpfMap {
     const writable = options.writable ?? false;
     if (this.type !== MapType.ARRAY || (this.flags & MapFlags.F_MMAPABLE) === 0) {
       throw new TypeError(
-        `Map "${this.name}" cannot be mmapped: it is a ${this.typeName} map${
+        `Map "${this.name}" cannot be mmapped: it is a map of type ${this.typeName}${
           this.type === MapType.ARRAY ? " without BPF_F_MMAPABLE" : ""
         }; only ARRAY maps created with map_flags BPF_F_MMAPABLE can`,
       );
@@ -359,7 +359,7 @@ export class BpfMap {
     this.#check("look up element of");
     if (this.isPerCpu) {
       throw new TypeError(
-        `Map "${this.name}" is a ${this.typeName} map with one value per CPU: use lookupPerCpu()`,
+        `Map "${this.name}" is a map of type ${this.typeName} with one value per CPU: use lookupPerCpu()`,
       );
     }
     this.#rejectQueue("look up an element by key", "peek()");
@@ -409,7 +409,7 @@ export class BpfMap {
     this.#check("update element of");
     if (this.isPerCpu) {
       throw new TypeError(
-        `Map "${this.name}" is a ${this.typeName} map with one value per CPU: use updatePerCpu()`,
+        `Map "${this.name}" is a map of type ${this.typeName} with one value per CPU: use updatePerCpu()`,
       );
     }
     this.#rejectQueue("update an element by key", "push()");
@@ -539,7 +539,7 @@ export class BpfMap {
     this.#check(op);
     if (this.isPerCpu) {
       throw new TypeError(
-        `Map "${this.name}" is a ${this.typeName} map with one value per CPU: use lookupAndDeletePerCpu()`,
+        `Map "${this.name}" is a map of type ${this.typeName} with one value per CPU: use lookupAndDeletePerCpu()`,
       );
     }
     this.#rejectQueue("look up and delete an element by key", "pop()");
@@ -784,7 +784,7 @@ export class BpfMap {
     if (requested === undefined) return this.#valueHasSpinLock() ? UpdateFlags.F_LOCK : 0;
     if (!LOCK_TYPES.has(this.type)) {
       throw new TypeError(
-        `Cannot ${op} map "${this.name}" with the lock: BPF_F_LOCK applies to HASH and ARRAY maps, and this is a ${this.typeName} map`,
+        `Cannot ${op} map "${this.name}" with the lock: BPF_F_LOCK applies to HASH and ARRAY maps, and this is a map of type ${this.typeName}`,
       );
     }
     if (!this.#valueHasSpinLock()) {
@@ -903,7 +903,7 @@ export class BpfMap {
   #requirePerCpu(alternative: string): void {
     if (this.isPerCpu) return;
     throw new TypeError(
-      `Map "${this.name}" is a ${this.typeName} map, not per-CPU: use ${alternative}`,
+      `Map "${this.name}" is a map of type ${this.typeName}, not per-CPU: use ${alternative}`,
     );
   }
 
@@ -913,28 +913,28 @@ export class BpfMap {
       ? "array elements cannot be deleted: read with lookup() and write zeros with update()"
       : "use lookup() and then delete()";
     throw new TypeError(
-      `Map "${this.name}" is a ${this.typeName} map, which has no ${method}: ${instead}`,
+      `Map "${this.name}" is a map of type ${this.typeName}, which has no ${method}: ${instead}`,
     );
   }
 
   #requireQueue(method: string, alternative: string): void {
     if (QUEUE_TYPES.has(this.type)) return;
     throw new TypeError(
-      `Map "${this.name}" is a ${this.typeName} map, not a queue or stack, so it has no ${method}: use ${alternative}`,
+      `Map "${this.name}" is a map of type ${this.typeName}, not a queue or stack, so it has no ${method}: use ${alternative}`,
     );
   }
 
   #rejectQueue(action: string, alternative: string): void {
     if (!QUEUE_TYPES.has(this.type)) return;
     throw new TypeError(
-      `Map "${this.name}" is a ${this.typeName} map, which has no keys: cannot ${action}; use ${alternative}`,
+      `Map "${this.name}" is a map of type ${this.typeName}, which has no keys: cannot ${action}; use ${alternative}`,
     );
   }
 
   #rejectArray(instead: string): void {
     if (!ARRAY_TYPES.has(this.type)) return;
     throw new TypeError(
-      `Map "${this.name}" is a ${this.typeName} map: array elements cannot be deleted; ${instead}`,
+      `Map "${this.name}" is a map of type ${this.typeName}: array elements cannot be deleted; ${instead}`,
     );
   }
 

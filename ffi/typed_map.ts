@@ -179,6 +179,13 @@ function pickLayout(
  * returns `undefined` and {@linkcode TypedMap.delete} returns `false`. The
  * typed map belongs to the map's object and is unusable after it closes.
  *
+ * Because keys are encoded with zero padding, a key that a kernel program
+ * inserted with other padding bytes (a struct not zeroed before its fields
+ * were set, or bytes left after the NUL of a string) is a different key to
+ * the kernel and cannot be reached through this view: find it with
+ * {@linkcode BpfMap.dump} and use its raw bytes. Kernel programs should zero
+ * their keys (`__builtin_memset`) before filling them.
+ *
  * @example Wrap a map with declared layouts
  * ```ts ignore
  * import { openObject, TypedMap, u32, u64 } from "../mod.ts";
@@ -249,7 +256,7 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
   get(key: K): V | undefined {
     if (this.#perCpu) {
       throw new TypeError(
-        `Map "${this.map.name}" is a ${this.map.typeName} map with one value per CPU: use getPerCpu()`,
+        `Map "${this.map.name}" is a map of type ${this.map.typeName} with one value per CPU: use getPerCpu()`,
       );
     }
     this.#encodeKey(key);
@@ -292,7 +299,7 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
   set(key: K, value: V, flags: number = UpdateFlags.ANY): void {
     if (this.map.isPerCpu) {
       throw new TypeError(
-        `Map "${this.map.name}" is a ${this.map.typeName} map with one value per CPU: use setPerCpu()`,
+        `Map "${this.map.name}" is a map of type ${this.map.typeName} with one value per CPU: use setPerCpu()`,
       );
     }
     encodeValueAt(this.value, value, this.#valueView, 0);
@@ -321,7 +328,7 @@ export class TypedMap<K = LayoutValue, V = LayoutValue> {
     const stride = Math.ceil(this.map.valueSize / 8) * 8;
     if (!this.map.isPerCpu) {
       throw new TypeError(
-        `Map "${this.map.name}" is a ${this.map.typeName} map, not per-CPU: use set()`,
+        `Map "${this.map.name}" is a map of type ${this.map.typeName}, not per-CPU: use set()`,
       );
     }
     if (values.length * stride !== this.#valueBytes.byteLength) {

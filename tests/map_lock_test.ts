@@ -199,7 +199,7 @@ Deno.test({
     assert.throws(() => hash.lookupAndDelete(key, { lock: true }), TypeError);
     assert.throws(
       () => object.map("lru_hash").lookup(u32(1), { lock: true }),
-      /BPF_F_LOCK applies to HASH and ARRAY maps, and this is a LRU_HASH map/,
+      /BPF_F_LOCK applies to HASH and ARRAY maps, and this is a map of type LRU_HASH/,
     );
     assert.throws(
       () => hash.update(key, value, { flags: UpdateFlags.F_LOCK, lock: false }),

@@ -187,7 +187,7 @@ Deno.test({
     assert.equal(map.typeName, "HASH");
     assert.throws(
       () => map.mmap(),
-      /cannot be mmapped: it is a HASH map; only ARRAY maps created with map_flags BPF_F_MMAPABLE can/,
+      /cannot be mmapped: it is a map of type HASH; only ARRAY maps created with map_flags BPF_F_MMAPABLE can/,
     );
   },
 });

@@ -182,12 +182,12 @@ Deno.test({
       () => array.delete(u32(0)),
       (error: unknown) =>
         error instanceof TypeError &&
-        /"array" is a ARRAY map: array elements cannot be deleted; write zeros with update\(\)/
+        /"array" is a map of type ARRAY: array elements cannot be deleted; write zeros with update\(\)/
           .test(error.message),
     );
     assert.throws(
       () => array.lookupAndDelete(u32(0)),
-      /ARRAY map, which has no lookupAndDelete\(\): array elements cannot be deleted/,
+      /type ARRAY, which has no lookupAndDelete\(\): array elements cannot be deleted/,
     );
     assert.throws(() => array.dump({ delete: true }), TypeError);
     assert.throws(
@@ -240,7 +240,7 @@ Deno.test({
     assert.match(error.message, /prefix length of at most 32 bits/);
     assert.throws(
       () => object.map("lpm_trie").lookupAndDelete(lpmKey(8, "10.0.0.0")),
-      /LPM_TRIE map, which has no lookupAndDelete\(\): use lookup\(\) and then delete\(\)/,
+      /type LPM_TRIE, which has no lookupAndDelete\(\): use lookup\(\) and then delete\(\)/,
     );
   },
 });
@@ -295,7 +295,7 @@ Deno.test({
     const value = u64(1n);
     assert.throws(
       () => queue.lookup(new Uint8Array()),
-      /QUEUE map, which has no keys.*use peek\(\)/,
+      /type QUEUE, which has no keys.*use peek\(\)/,
     );
     assert.throws(() => queue.update(new Uint8Array(), value), /use push\(\)/);
     assert.throws(() => queue.delete(new Uint8Array()), /use pop\(\)/);
@@ -306,7 +306,7 @@ Deno.test({
     const hash = object.map("hash");
     assert.throws(
       () => hash.push(value),
-      /HASH map, not a queue or stack, so it has no push\(\): use update\(\)/,
+      /type HASH, not a queue or stack, so it has no push\(\): use update\(\)/,
     );
     assert.throws(() => hash.pop(), /use lookupAndDelete\(\)/);
     assert.throws(() => hash.peek(), /use lookup\(\)/);
