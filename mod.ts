@@ -70,6 +70,7 @@ export { MapMemory } from "./ffi/map_memory.ts";
 export {
   decodedRecords,
   type LostCounter,
+  type RawRecordCallback,
   type RingBufferOptions,
   RingBufferReader,
   type RingBufferStats,

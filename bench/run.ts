@@ -17,8 +17,10 @@ import {
   type BpfObject,
   openObject,
   possibleCpuCount,
+  RingBufferReader,
   SeqlockReader,
 } from "../mod.ts";
+import { runProgramTest } from "../ffi/_test_run.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const OBJECT = `${ROOT}bench/bench_maps.bpf.o`;
@@ -275,9 +277,16 @@ function formatNs(ns: number): string {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { rounds: { type: "string", default: "5" } },
+    options: {
+      rounds: { type: "string", default: "5" },
+      "ring-buffer-only": { type: "boolean", default: false },
+    },
   });
   const rounds = Number(values.rounds);
+  if (values["ring-buffer-only"]) {
+    await writeRingBufferResults(await benchRingBuffer(rounds));
+    return;
+  }
   await buildReference();
 
   using object = openObject(OBJECT).load();
@@ -317,6 +326,7 @@ async function main(): Promise<void> {
   } ns for a syscall lookup: ${speedup.toFixed(0)}x faster (target >= 50x).`;
   console.log(`\n${note}`);
   await writeResults(rows, `${note}\n\n${memory}`, rounds);
+  await writeRingBufferResults(await benchRingBuffer(rounds));
   if (sink === Number.MIN_VALUE) console.log(sink);
 }
 
@@ -345,6 +355,249 @@ async function writeResults(rows: string[], note: string, rounds: number): Promi
   await Deno.writeTextFile(RESULTS, text);
   // Formatted like the rest of the repository, so that `deno fmt --check` accepts the file.
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", RESULTS] }).output();
+}
+
+// ---------------------------------------------------------------------------
+// Ring buffer: records consumed per second, 64-byte records from
+// bench/ringbuf.bpf.c, RingBufferReader against libbpf's ring_buffer__consume
+// and ring_buffer__poll (bench/ringbuf_ref.c) in alternating rounds.
+
+const RING_OBJECT = `${ROOT}bench/ringbuf.bpf.o`;
+const RING_REF_SOURCE = `${ROOT}bench/ringbuf_ref.c`;
+const RING_REF_BINARY = `${ROOT}.tools/bench_ringbuf_ref`;
+const RING_PRODUCER = new URL("../tests/_scripts/ring_producer.ts", import.meta.url);
+const RING_BYTES = 1 << 20;
+// The ring holds this many 64-byte records, each with an 8-byte header.
+const RING_RECORDS = Math.floor(RING_BYTES / 72);
+// Fills per drain measurement, and the length of one wake-up measurement.
+const DRAIN_FILLS = 15;
+const EPOLL_MS = 1000;
+
+type RingForm = "batch" | "raw" | "iterator";
+type RingMode = "drain" | "epoll";
+
+interface RingCase {
+  form: RingForm;
+  mode: RingMode;
+  label: string;
+  /** The minimum ratio Deno / C of records per second. */
+  target: number;
+}
+
+const RING_CASES: RingCase[] = [
+  { form: "batch", mode: "drain", label: "batch callback, consumeAvailable()", target: 0.7 },
+  { form: "raw", mode: "drain", label: "raw callback, consumeAvailableRaw()", target: 0.7 },
+  { form: "iterator", mode: "drain", label: "async iterator, for await", target: 0.3 },
+  { form: "batch", mode: "epoll", label: "batch callback, consume()", target: 0.7 },
+  { form: "raw", mode: "epoll", label: "raw callback, consumeRaw()", target: 0.7 },
+  { form: "iterator", mode: "epoll", label: "async iterator, for await", target: 0.3 },
+];
+
+const MODE_NAMES: Record<RingMode, string> = {
+  drain: "drain a full ring",
+  epoll: "epoll wake-ups",
+};
+
+let ringSum = 0;
+const onRingRecord = (record: Uint8Array): void => {
+  ringSum += record.byteLength + record[0]!;
+};
+const onRawRingRecord = (view: DataView, offset: number, length: number): void => {
+  ringSum += length + view.getUint8(offset);
+};
+
+/** Runs the ring buffer cases and returns the section for bench/RESULTS.md. */
+async function benchRingBuffer(rounds: number): Promise<string> {
+  await buildRingReference();
+  console.log(`\nRing buffer: ${rounds} alternating rounds per case; ratio = Deno / C records/s\n`);
+  const rows: string[] = [];
+  for (const bench of RING_CASES) {
+    await measureRingDeno(bench); // warm-up: JIT and page faults
+    const deno: number[] = [];
+    const c: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      c.push(await runRingReference(bench.mode));
+      deno.push(await measureRingDeno(bench));
+    }
+    const ratio = median(deno) / median(c);
+    const row = `| ${bench.label} | ${MODE_NAMES[bench.mode]} | ${formatRate(median(deno))} | ${
+      formatRate(median(c))
+    } | ${ratio.toFixed(2)}x | >= ${bench.target}x (${
+      ratio >= bench.target ? "meets" : "misses"
+    }) |`;
+    rows.push(row);
+    console.log(row);
+  }
+  if (ringSum === Number.MIN_VALUE) console.log(ringSum);
+
+  return [
+    "## Ring buffer",
+    "",
+    `Records consumed per second, 64-byte records from bench/ringbuf.bpf.c in a ${
+      RING_BYTES / 2 ** 20
+    } MiB ring; medians of ${rounds} alternating rounds. The C reader is libbpf's (bench/ringbuf_ref.c).`,
+    "",
+    "- drain a full ring: BPF_PROG_TEST_RUN fills the ring, then one call drains it; only the drain",
+    `  is timed (C: ring_buffer__consume; median of ${DRAIN_FILLS} fills). No wake-ups.`,
+    "- epoll wake-ups: a producer thread (a Worker in Deno, a pthread in C) runs the program in a",
+    `  loop for ${EPOLL_MS} ms while the reader waits on epoll when the ring is empty (C:`,
+    "  ring_buffer__poll). The default adaptive wake-ups apply: the kernel wakes the reader only",
+    "  when it had caught up. Producer and reader share the machine's 2 CPUs.",
+    "",
+    "| reader | wake-up mode | Deno | C | ratio | target |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+/** Replaces the ring buffer section of bench/RESULTS.md, or appends it. */
+async function writeRingBufferResults(section: string): Promise<void> {
+  const text = await Deno.readTextFile(RESULTS).catch(() => "# Benchmark results\n");
+  const start = text.indexOf("## Ring buffer");
+  let before = text;
+  let after = "";
+  if (start >= 0) {
+    const next = text.indexOf("\n## ", start + 1);
+    before = text.slice(0, start);
+    after = next < 0 ? "" : text.slice(next + 1);
+  }
+  await Deno.writeTextFile(RESULTS, `${before.trimEnd()}\n\n${section}\n${after}`);
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", RESULTS] }).output();
+}
+
+async function buildRingReference(): Promise<void> {
+  const source = await Deno.stat(RING_REF_SOURCE);
+  const binary = await Deno.stat(RING_REF_BINARY).catch(() => undefined);
+  if (binary?.mtime && source.mtime && binary.mtime > source.mtime) return;
+  await Deno.mkdir(`${ROOT}.tools`, { recursive: true });
+  const args = [
+    "-O3",
+    "-march=native",
+    "-Wall",
+    "-o",
+    RING_REF_BINARY,
+    RING_REF_SOURCE,
+    "-lbpf",
+    "-lpthread",
+  ];
+  const result = await new Deno.Command("gcc", { args, stderr: "inherit" }).output();
+  if (!result.success) throw new Error(`Failed to build the C reference: gcc ${args.join(" ")}`);
+}
+
+/** Runs the C reader once and returns its records per second. */
+async function runRingReference(mode: RingMode): Promise<number> {
+  const count = mode === "drain" ? DRAIN_FILLS : EPOLL_MS;
+  const output = await new Deno.Command(RING_REF_BINARY, {
+    args: [RING_OBJECT, String(RING_BYTES), mode, String(count)],
+    stderr: "inherit",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim();
+  const match = /^\S+ ([0-9.]+)$/.exec(text);
+  if (!output.success || match === null) {
+    throw new Error(`C ring buffer reference failed for ${mode}: "${text}"`);
+  }
+  // drain prints nanoseconds per record, epoll records per second.
+  return mode === "drain" ? 1e9 / Number(match[1]) : Number(match[1]);
+}
+
+/** Measures one Deno case on a freshly loaded object and returns its records per second. */
+async function measureRingDeno(bench: RingCase): Promise<number> {
+  const opened = openObject(RING_OBJECT);
+  opened.map("ring").setMaxEntries(RING_BYTES);
+  using object = opened.load();
+  using reader = new RingBufferReader(object.map("ring"));
+  return bench.mode === "drain"
+    ? await drainRing(object, reader, bench.form)
+    : await streamRing(object, reader, bench.form);
+}
+
+async function drainRing(
+  object: BpfObject,
+  reader: RingBufferReader,
+  form: RingForm,
+): Promise<number> {
+  const programFd = object.program("produce").fd;
+  const packet = new Uint8Array(64);
+  const nsPerRecord: number[] = [];
+  for (let fill = 0; fill < DRAIN_FILLS; fill++) {
+    runProgramTest(programFd, { data: packet, repeat: RING_BYTES / 64 });
+    const start = performance.now();
+    const records = await readRing(reader, form, RING_RECORDS);
+    nsPerRecord.push(((performance.now() - start) * 1e6) / records);
+  }
+  return 1e9 / median(nsPerRecord);
+}
+
+async function streamRing(
+  object: BpfObject,
+  reader: RingBufferReader,
+  form: RingForm,
+): Promise<number> {
+  using bss = object.globals(".bss");
+  bss.set("stop", 0n);
+  const worker = new Worker(RING_PRODUCER, { type: "module" });
+  try {
+    const done = new Promise<void>((resolve, reject) => {
+      worker.onmessage = () => resolve();
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(new TypeError(`The producer Worker failed: ${event.message}`));
+      };
+    });
+    worker.postMessage({
+      programFd: object.program("produce").fd,
+      repeat: 4096,
+      maxTestRuns: Number.MAX_SAFE_INTEGER,
+    });
+    const start = performance.now();
+    const records = await readRingFor(reader, form, start + EPOLL_MS);
+    const seconds = (performance.now() - start) / 1000;
+    bss.set("stop", 1n);
+    await done;
+    return records / seconds;
+  } finally {
+    worker.terminate();
+  }
+}
+
+/** Reads `count` available records in the given form and returns how many it read. */
+async function readRing(reader: RingBufferReader, form: RingForm, count: number): Promise<number> {
+  if (form === "batch") return reader.consumeAvailable(onRingRecord);
+  if (form === "raw") return reader.consumeAvailableRaw(onRawRingRecord);
+  let records = 0;
+  for await (const record of reader) {
+    ringSum += record.byteLength + record[0]!;
+    if (++records === count) break;
+  }
+  return records;
+}
+
+/** Reads records as they arrive until `deadline` (a performance.now() time). */
+async function readRingFor(
+  reader: RingBufferReader,
+  form: RingForm,
+  deadline: number,
+): Promise<number> {
+  let records = 0;
+  if (form === "iterator") {
+    for await (const record of reader) {
+      ringSum += record.byteLength + record[0]!;
+      // Checking the clock costs more than a record, so only every 1024th.
+      if ((++records & 1023) === 0 && performance.now() >= deadline) break;
+    }
+    return records;
+  }
+  while (performance.now() < deadline) {
+    records += form === "batch"
+      ? await reader.consume(onRingRecord)
+      : await reader.consumeRaw(onRawRingRecord);
+  }
+  return records;
+}
+
+function formatRate(perSecond: number): string {
+  return `${(perSecond / 1e6).toFixed(2)} M/s`;
 }
 
 await main();

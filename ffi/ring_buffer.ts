@@ -29,6 +29,10 @@ const LENGTH_MASK = 0x3fffffff;
 const TWO_TO_32 = 2 ** 32;
 const DEFAULT_POLL_TIMEOUT_MS = 100;
 const MAX_POLL_TIMEOUT_MS = 2 ** 31 - 1;
+const COPY_CHUNK_BYTES = 64 * 1024;
+// Records that read() copies at a time: enough to amortize the copy, few
+// enough that the copies die young instead of being moved by the garbage collector.
+const QUEUE_RECORDS = 1024;
 
 /**
  * Where the drop counter of a ring buffer is: the per-CPU map that
@@ -106,8 +110,21 @@ interface OwnedMap extends BpfMap {
   [objectStateOf](): ObjectState;
 }
 
-// (data view, byte offset of the payload, payload size).
-type Visitor = (view: DataView, offset: number, size: number) => void;
+/**
+ * The callback of {@linkcode RingBufferReader.consumeRaw}: the record is
+ * `length` bytes of `view.buffer` from byte `offset`.
+ *
+ * @example Read the first u64 of a record
+ * ```ts
+ * import type { RawRecordCallback } from "./ring_buffer.ts";
+ *
+ * let last = 0n;
+ * const onRecord: RawRecordCallback = (view, offset) => last = view.getBigUint64(offset, true);
+ * ```
+ */
+export type RawRecordCallback = (view: DataView, offset: number, length: number) => void;
+
+type Visitor = RawRecordCallback;
 
 // Members that decodedRecords() uses and callers do not.
 const visitAvailable: unique symbol = Symbol("visitAvailable");
@@ -194,6 +211,10 @@ export class RingBufferReader
   #signal: AbortSignal | undefined;
   #onAbort = (): void => this.close();
 
+  // Where the last #drain() stopped, and the records it found for #fillQueue().
+  #drained = 0;
+  #copyOffsets: number[] = [];
+  #copySizes: number[] = [];
   // Copies taken from the ring by read() and not returned yet.
   #queue: Uint8Array<ArrayBuffer>[] = [];
   #queueHead = 0;
@@ -292,6 +313,9 @@ export class RingBufferReader
   /**
    * Returns the next record as a fresh copy, waiting for one when the ring is
    * empty, or `undefined` once the reader is closed or its signal aborted.
+   * Copies of records that were next to each other in the ring share one
+   * `ArrayBuffer` of at most 64 KiB: read a record through its `byteOffset`
+   * and `byteLength`, not through its whole `buffer`.
    *
    * @throws {BpfError} when waiting fails
    */
@@ -341,7 +365,49 @@ export class RingBufferReader
     }
     const data = this.#data;
     const visit: Visitor = (_view, offset, size) => fn(new Uint8Array(data, offset, size));
-    return count + this.#drain(visit, true);
+    return count + this.#drain(visit);
+  }
+
+  /**
+   * Calls `fn` for every available record like
+   * {@linkcode RingBufferReader.consume}, but passes the record as a
+   * position in the ring instead of a `Uint8Array`: its bytes are
+   * `view.buffer`'s from `offset` to `offset + length`. No object is
+   * created per record, which makes this the fastest way to read; `view`
+   * (over the whole ring) is valid only until `fn` returns.
+   *
+   * @throws {BpfError} when waiting fails
+   *
+   * @example Sum a u32 field at offset 4 of each record
+   * ```ts ignore
+   * import { openObject, RingBufferReader } from "../mod.ts";
+   *
+   * using object = openObject("./events.bpf.o").load();
+   * object.attachAll();
+   * using reader = new RingBufferReader(object.map("events"));
+   * let total = 0;
+   * await reader.consumeRaw((view, offset) => total += view.getUint32(offset + 4, true));
+   * ```
+   */
+  async consumeRaw(fn: RawRecordCallback): Promise<number> {
+    for (;;) {
+      if (this.#closed) return 0;
+      const count = this.consumeAvailableRaw(fn);
+      if (count > 0) return count;
+      await this.#waitForData();
+    }
+  }
+
+  /**
+   * Calls `fn` for every record available now, like
+   * {@linkcode RingBufferReader.consumeRaw}, without waiting: returns 0 when
+   * the ring is empty.
+   *
+   * @throws {ClosedError} after close
+   */
+  consumeAvailableRaw(fn: RawRecordCallback): number {
+    if (this.#closed) throw new ClosedError("consume", `ring buffer reader of map "${this.map}"`);
+    return this[visitAvailable](fn);
   }
 
   /**
@@ -433,11 +499,11 @@ export class RingBufferReader
     let count = 0;
     while (this.#queueHead < this.#queue.length) {
       const record = this.#takeQueued()!;
-      visit(new DataView(record.buffer), 0, record.byteLength);
+      visit(new DataView(record.buffer), record.byteOffset, record.byteLength);
       count++;
       if (this.#closed) return count;
     }
-    return count + this.#drain(visit, true);
+    return count + this.#drain(visit);
   }
 
   /** @internal Waits until the ring may have data or the reader closes. */
@@ -513,10 +579,12 @@ export class RingBufferReader
    * NOTE: arm64 may reorder these plain loads, and JavaScript has no fence:
    * there a payload read could see data older than its header. Not tested.
    *
-   * `delivered` says whether the records count in the stats now (they do not
-   * when they are queued as copies for read()).
+   * With `queue` false, the records count in the stats and the consumer
+   * position is stored before returning. With `queue` true (copies for
+   * read()) neither happens: the caller copies the records, then calls
+   * #release(#drained).
    */
-  #drain(visit: Visitor, delivered: boolean): number {
+  #drain(visit: Visitor, queue = false, maxRecords = Infinity): number {
     const words = this.#dataWords;
     const view = this.#dataView;
     const mask = this.#mask;
@@ -541,17 +609,18 @@ export class RingBufferReader
           count++;
           bytes += size;
           visit(view, offset + HEADER_SIZE, size);
-          if (this.#closed) return count;
+          if (this.#closed || count >= maxRecords) return count;
         }
         if (position - start >= this.byteLength) break;
       }
       return count;
     } finally {
-      if (delivered) {
+      this.#drained = position;
+      if (!queue) {
         this.#records += count;
         this.#bytes += bytes;
+        if (!this.#closed) this.#release(position);
       }
-      if (!this.#closed) this.#release(position);
     }
   }
 
@@ -577,13 +646,43 @@ export class RingBufferReader
     }
   }
 
+  // Copies the available records for read(). Allocating an ArrayBuffer per
+  // record costs about 0.5 µs in Deno 2.9, so records that lie next to each
+  // other share one copy of at most COPY_CHUNK_BYTES, and each record is a
+  // view of its part.
   #fillQueue(): number {
-    const bytes = this.#dataBytes;
-    const queue = this.#queue;
-    // The copies count as records when they are returned, not now.
-    return this.#drain((_view, offset, size) => {
-      queue.push(bytes.slice(offset, offset + size));
-    }, false);
+    const offsets = this.#copyOffsets;
+    const sizes = this.#copySizes;
+    const count = this.#drain(
+      (_view, offset, size) => {
+        offsets.push(offset);
+        sizes.push(size);
+      },
+      true,
+      QUEUE_RECORDS,
+    );
+
+    let first = 0;
+    while (first < count) {
+      const start = offsets[first]!;
+      let last = first;
+      while (last + 1 < count) {
+        const next = last + 1;
+        // A smaller offset means the records wrapped around the ring.
+        if (offsets[next]! < offsets[last]!) break;
+        if (offsets[next]! + sizes[next]! - start > COPY_CHUNK_BYTES) break;
+        last = next;
+      }
+      const chunk = this.#data.slice(start, offsets[last]! + sizes[last]!);
+      for (let i = first; i <= last; i++) {
+        this.#queue.push(new Uint8Array(chunk, offsets[i]! - start, sizes[i]!));
+      }
+      first = last + 1;
+    }
+    offsets.length = 0;
+    sizes.length = 0;
+    this.#release(this.#drained);
+    return count;
   }
 
   #takeQueued(): Uint8Array<ArrayBuffer> | undefined {

@@ -381,6 +381,31 @@ Deno.test({
 });
 
 Deno.test({
+  name: "RingBufferReader raw callbacks see queued copies",
+  ...kernelTest(),
+  async fn() {
+    using object = loadFixture();
+    using reader = new RingBufferReader(object.map("events"));
+    produce(object, 4);
+    // read() copies all four records; the other three wait in its queue.
+    const first = await reader.read();
+    const sequences: bigint[] = [];
+    const collect = (view: DataView, offset: number, length: number) => {
+      assert.equal(length, FULL_SIZE);
+      sequences.push(view.getBigUint64(offset, true));
+    };
+    reader.consumeAvailableRaw(collect);
+    produce(object, 2);
+    await reader.consumeRaw(collect);
+
+    assert.equal(parseRecord(first!).sequence, 0);
+    assert.deepEqual(sequences, [1n, 2n, 3n, 4n, 5n]);
+    assert.equal(reader.stats.records, 6);
+    assert.equal(reader.stats.bytes, 6 * FULL_SIZE);
+  },
+});
+
+Deno.test({
   name: "RingBufferReader consume() keeps records after a throw",
   ...kernelTest(),
   fn() {
@@ -534,6 +559,8 @@ Deno.test({
     assert.equal(kept?.byteLength, 0);
     assert.equal(kept?.[0], undefined);
     assert.throws(() => reader.consumeAvailable(() => {}), ClosedError);
+    assert.throws(() => reader.consumeAvailableRaw(() => {}), ClosedError);
+    assert.equal(await reader.consumeRaw(() => {}), 0);
     assert.equal(await reader.read(), undefined);
     assert.equal(await reader[Symbol.asyncIterator]().next().then((r) => r.done), true);
     assert.throws(() => reader.decode("struct test_record"), ClosedError);

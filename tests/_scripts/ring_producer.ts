@@ -1,14 +1,15 @@
-// A Worker that runs the produce program of tests/fixtures/ringbuf.bpf.c in
-// a loop, on its own thread, until the program reports that it reserved its
-// target number of records, while ring_buffer_test.ts reads the ring on
-// the main thread.
+// A Worker that runs a ring buffer producer program in a loop, on its own
+// thread, until a run returns RUN_DONE, while the main thread reads the
+// ring: the produce programs of tests/fixtures/ringbuf.bpf.c (for
+// ring_buffer_test.ts, done once it reserved its target number of records)
+// and bench/ringbuf.bpf.c (for bench/run.ts, done once `stop` is set).
 //
 // Protocol: the main thread posts one ProducerStart message; the worker
 // posts one ProducerDone message when it stops.
 
 import { runProgramTest } from "../../ffi/_test_run.ts";
 
-/** The return value of produce once `reserved` reached `target` (RUN_DONE). */
+/** The return value of a run once the producer is done. */
 export const RUN_DONE = 1;
 
 /** The message that starts the producer. */
