@@ -1,5 +1,5 @@
 // Wake-ups for one ring buffer reader: an epoll set that contains the ring
-// buffer map's fd (readable while the ring holds unconsumed data) and an
+// buffer map's fd (readable while the ring contains unconsumed data) and an
 // eventfd that close() writes to, so that a wait in progress returns at once.
 
 import { callError } from "./_check.ts";
@@ -7,15 +7,15 @@ import { Errno } from "./_errno.ts";
 import { BpfError, type BpfErrorSubject } from "./errors.ts";
 import { EFD_NONBLOCK, EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLLIN, lastErrno, libc } from "./libc.ts";
 
-// struct epoll_event is 12 bytes on x86_64 (packed) and 16 on arm64; room for
+// struct epoll_event is 12 bytes on x86_64 (packed) and 16 on arm64: room for
 // two events of either size.
 const EVENTS_BYTES = 32;
 const MAX_EVENTS = 2;
-// epoll_event.data of the ring's fd; the eventfd gets 2.
+// epoll_event.data of the ring's fd and of the eventfd.
 const RING_TAG = 1;
 const WAKE_TAG = 2;
 // A nonblocking call runs on another thread, whose errno cannot be read, so a
-// failed epoll_wait (EINTR from a signal, in practice) is retried; this many
+// failed epoll_wait (EINTR from a signal, in practice) is retried. This many
 // failures in a row mean that something else is wrong.
 const MAX_FAILED_WAITS = 1000;
 const EIO = 5;
@@ -78,7 +78,7 @@ export class RingPoller {
       return;
     }
     // Closing the epoll fd under a running epoll_wait would let a new fd
-    // reuse its number; the wait ends at once instead, and #waitOnce closes.
+    // reuse its number. The write ends the wait at once, and #waitOnce closes.
     libc().write(this.#wakeFd, new BigUint64Array([1n]), 8n);
   }
 

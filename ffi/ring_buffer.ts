@@ -35,9 +35,9 @@ const COPY_CHUNK_BYTES = 64 * 1024;
 const QUEUE_RECORDS = 1024;
 
 /**
- * Where the drop counter of a ring buffer is: the per-CPU map that
+ * The drop counter of a ring buffer: the per-CPU map that
  * `BPFSCOPE_RINGBUF` of `bpf/include/bpfscope_ringbuf.h` declares beside the
- * ring (`NAME_lost`: a `PERCPU_ARRAY` or `ARRAY` with one u64 at key 0), or a
+ * ring (`NAME_lost`, a `PERCPU_ARRAY` or `ARRAY` with one u64 at key 0), or a
  * function that returns the count.
  *
  * @example Count drops with a function
@@ -64,7 +64,7 @@ export interface RingBufferOptions {
   /** Closes the reader when aborted: pending and later reads then end. */
   signal?: AbortSignal;
   /**
-   * The longest time in milliseconds that one epoll wait lasts before the
+   * The maximum time in milliseconds that one epoll wait lasts before the
    * reader checks the ring again. Closing does not wait for it. It bounds the
    * delay of records that a program submitted with `BPF_RB_NO_WAKEUP`.
    *
@@ -157,10 +157,10 @@ const openReaders = new WeakSet<BpfMap>();
  * order they were reserved. One map can have one open reader at a time.
  *
  * The reader belongs to the map's object: closing the object closes the
- * reader first. Closing the reader (or aborting its signal) ends pending and
+ * reader first. Closing the reader, or aborting its signal, ends pending and
  * later reads and iterations as done, without an error, also while they
- * wait; views handed out earlier become zero-length. Concurrent calls from
- * one thread are safe; the reader cannot be shared with a Worker.
+ * wait. Views handed out earlier become zero-length. Concurrent calls from
+ * one thread are safe, but the reader cannot be shared with a Worker.
  *
  * @example Print the size of each record until Ctrl-C
  * ```ts ignore
@@ -350,8 +350,8 @@ export class RingBufferReader
   /**
    * Calls `fn` for every record available now, like
    * {@linkcode RingBufferReader.consume}, without waiting: returns 0 when the
-   * ring is empty. One call handles at most about one ring's worth of data,
-   * so a producer that never pauses cannot hold it forever.
+   * ring is empty. One call reads at most about twice the ring's size, so a
+   * producer that never pauses cannot keep it running forever.
    *
    * @throws {ClosedError} after close
    */
@@ -566,9 +566,9 @@ export class RingBufferReader
    * What keeps those reads in order and fresh:
    * - The JIT. TurboFan treats memory that is not a SharedArrayBuffer as
    *   unshared, so it may reuse an earlier read of the same address, even
-   *   through Atomics.load: a loop that polled producer_pos with
-   *   Atomics.load saw 10 of 2000 changes once optimized, all of them with
-   *   TurboFan off (Deno 2.9.6, x86_64). producer_pos is therefore read by
+   *   through Atomics.load. A loop that polled producer_pos with
+   *   Atomics.load saw 10 of 2000 changes once optimized, and all of them
+   *   with TurboFan off (Deno 2.9.6, x86_64). producer_pos is therefore read by
    *   a native call (UnsafePointerView), which V8 cannot see into, so no
    *   load before it is reused after it. Between two reads of one header
    *   the reader always makes that call.
@@ -740,7 +740,7 @@ export class RingBufferReader
     const btf = this.#owner?.btf();
     if (btf === undefined) {
       throw new TypeError(
-        `Cannot decode the records of map "${this.map}" by type name: its object has no BTF; pass a layout`,
+        `Cannot decode the records of map "${this.map}" by type name: its object has no BTF, so pass a layout instead`,
       );
     }
     return layoutByName(btf, name);
@@ -833,7 +833,7 @@ function checkLostCounter(counter: LostCounter): void {
   const typeFits = counter.type === MapType.PERCPU_ARRAY || counter.type === MapType.ARRAY;
   if (typeFits && counter.keySize === 4 && counter.valueSize === 8) return;
   throw new TypeError(
-    `Invalid lost counter map "${counter.name}": it is a ${counter.typeName} map with ${counter.keySize}-byte keys and ${counter.valueSize}-byte values; expected a PERCPU_ARRAY or ARRAY map with u32 keys and u64 values`,
+    `Invalid lost counter map "${counter.name}": it is a ${counter.typeName} map with ${counter.keySize}-byte keys and ${counter.valueSize}-byte values. Expected a PERCPU_ARRAY or ARRAY map with u32 keys and u64 values`,
   );
 }
 
@@ -842,18 +842,22 @@ const TYPE_PREFIXES: ReadonlyMap<string, BtfKindName> = new Map([
   ["union ", "UNION"],
 ]);
 
+function missingRecordType(name: string): TypeError {
+  return new TypeError(
+    `Record type "${name}" not found in the object's BTF: declare it in C with BPFSCOPE_RINGBUF_RECORD, or pass a layout`,
+  );
+}
+
 // Finds "struct NAME", "union NAME", or NAME (a struct, union or typedef).
 function layoutByName(btf: Btf, name: string): Layout {
   for (const [prefix, kind] of TYPE_PREFIXES) {
     if (!name.startsWith(prefix)) continue;
     const type = btf.find(name.slice(prefix.length).trim(), kind);
-    if (type === undefined) throw new TypeError(`BTF has no ${name}`);
+    if (type === undefined) throw missingRecordType(name);
     return layoutFromBtf(btf, type.id);
   }
   const type = btf.find(name, "STRUCT") ?? btf.find(name, "UNION") ??
     btf.find(name, "TYPEDEF");
-  if (type === undefined) {
-    throw new TypeError(`BTF has no struct, union or typedef named "${name}"`);
-  }
+  if (type === undefined) throw missingRecordType(name);
   return layoutFromBtf(btf, type.id);
 }

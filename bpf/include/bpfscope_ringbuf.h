@@ -22,8 +22,8 @@
  *   new RingBufferReader(object.map("events"), { lost: object.map("events_lost") })
  *
  * The counter is a BPF_MAP_TYPE_PERCPU_ARRAY named NAME_lost with one u64,
- * so CPUs that drop at the same time do not contend for one cache line;
- * the reader sums the CPUs' values. The add is atomic because a program
+ * so CPUs that drop at the same time do not contend for one cache line.
+ * The reader sums the CPUs' values. The add is atomic because a program
  * can be interrupted on its CPU by another one (in NMI context, say) that
  * writes the same ring. It needs no ordering, so it has none on arm64.
  *
@@ -51,9 +51,9 @@
 /*
  * Keeps TYPE, the record type of ring NAME, in the object's BTF, so that
  * user space can decode records by its name (RingBufferReader.decode).
- * clang emits BTF only for types that a global, a map or a function
- * signature uses, and a type that only casts a reserved record is none of
- * those: this declares an unused global pointer NAME_record in .bss.
+ * clang emits BTF only for the types of globals, maps and function
+ * signatures, not for a type that only casts a reserved record. This
+ * declares an unused global pointer NAME_record in .bss.
  */
 #define BPFSCOPE_RINGBUF_RECORD(name, type) type *name##_record __attribute__((unused))
 
@@ -80,7 +80,7 @@ static __always_inline void *bpfscope_ringbuf_reserve_counted(void *ring, void *
 	return record;
 }
 
-/* bpf_ringbuf_output() that counts a failure in `lost`; returns its result. */
+/* bpf_ringbuf_output() that counts a failure in `lost`, and returns its result. */
 static __always_inline long bpfscope_ringbuf_output_counted(void *ring, void *lost, void *data,
 							    __u64 size, __u64 flags)
 {
