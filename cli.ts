@@ -29,6 +29,7 @@ import {
 } from "./plugins/registry.ts";
 // Built-in plugins register themselves when their modules load.
 import "./plugins/probes/syscalls_plugin.ts";
+import "./plugins/probes/process_plugin.ts";
 import "./plugins/sinks/file.ts";
 import "./plugins/sinks/memory.ts";
 import "./plugins/sinks/otlp.ts";

@@ -262,6 +262,7 @@ export {
   type SyscallsPluginOptions,
   syscallsProbePlugin,
 } from "./plugins/probes/syscalls_plugin.ts";
+export { processEventRecord, processProbePlugin } from "./plugins/probes/process_plugin.ts";
 export { MemorySink, type MemorySinkOptions, memorySinkPlugin } from "./plugins/sinks/memory.ts";
 export {
   encodeBatch,
