@@ -41,7 +41,7 @@ Deno.test({
     assert.equal(code, 4);
 
     const logs: LogRecord[] = [];
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + 15_000;
     const mine = (name: string) =>
       logs.find((log) =>
         log.attributes["event.name"] === name && log.attributes["process.pid"] === child.pid
