@@ -104,6 +104,36 @@ ensure_apt_packages() {
     apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
+# The Prometheus sink's tests start Debian's Prometheus server on loopback and
+# lint the sink's output with promtool, so the test task installs the package
+# when missing. Its postinst would start a prometheus service on 0.0.0.0:9090,
+# and its recommended node exporter another on :9100, so recommends are skipped
+# and a policy-rc.d that denies service starts is in place during the install.
+ensure_prometheus() {
+  if [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]]; then
+    return
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "bpfscope: warning: prometheus is missing and apt-get was not found; its tests will fail in CI and be skipped elsewhere" >&2
+    return
+  fi
+
+  local policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# Added by bpfscope run.sh while it installs prometheus.\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    # run_logged exits on failure, so the policy is also removed on that path.
+    trap 'rm -f -- /usr/sbin/policy-rc.d' EXIT
+  fi
+  log_step "installing prometheus with apt-get, for the Prometheus sink's tests (log: $LOG)"
+  run_logged apt-get update
+  run_logged env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+  if [[ $(trap -p EXIT) != "" ]]; then
+    rm -f -- "$policy"
+    trap - EXIT
+  fi
+}
+
 # Print the version that the local deno reports, or nothing when it is missing
 # or does not run.
 local_deno_version() {
@@ -170,6 +200,9 @@ main() {
   ensure_deno
   ensure_tracefs
   warn_if_no_btf
+  if [[ $1 == test ]]; then
+    ensure_prometheus
+  fi
 
   # Deno is pinned, so its check for newer releases (a network request) only adds noise.
   export DENO_NO_UPDATE_CHECK=1
