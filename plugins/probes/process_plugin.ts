@@ -9,6 +9,7 @@
 import { CLOCK_REALTIME, clockNs } from "../../ffi/clock.ts";
 import type { Attributes, LogRecord, Metric, Probe, ProbePlugin, ProgramStats } from "../plugin.ts";
 import { registry } from "../registry.ts";
+import { programStatsOf } from "./_program_stats.ts";
 import { type ProcessEvent, ProcessProbe } from "./process.ts";
 
 /**
@@ -130,15 +131,7 @@ class ProcessPluginProbe implements Probe {
   }
 
   programStats(): ProgramStats[] {
-    return this.#probe.object.programs.map((program) => {
-      const info = program.info();
-      return {
-        program: program.name,
-        id: info.id,
-        runTimeNs: info.runTimeNs,
-        runCount: info.runCount,
-      };
-    });
+    return programStatsOf(this.#probe.object);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

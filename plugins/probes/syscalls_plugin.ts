@@ -8,6 +8,7 @@
 import { CLOCK_REALTIME, clockNs } from "../../ffi/clock.ts";
 import type { Metric, NumberPoint, Probe, ProbePlugin, ProgramStats } from "../plugin.ts";
 import { registry } from "../registry.ts";
+import { programStatsOf } from "./_program_stats.ts";
 import { OTHER_SLOT, SYSCALL_SLOTS, syscallName, SyscallsProbe } from "./syscalls.ts";
 
 /**
@@ -131,15 +132,7 @@ class SyscallsPluginProbe implements Probe {
   }
 
   programStats(): ProgramStats[] {
-    return this.#probe.object.programs.map((program) => {
-      const info = program.info();
-      return {
-        program: program.name,
-        id: info.id,
-        runTimeNs: info.runTimeNs,
-        runCount: info.runCount,
-      };
-    });
+    return programStatsOf(this.#probe.object);
   }
 
   [Symbol.asyncDispose](): Promise<void> {
