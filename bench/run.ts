@@ -37,7 +37,7 @@ interface Case {
   name: string;
   /** The row's name, when several rows share one C case. */
   label?: string;
-  /** What one operation is, for the table. */
+  /** The description of one operation, for the table. */
   unit: string;
   /** The target ratio Deno/C, or undefined when the case only informs. */
   target: number;

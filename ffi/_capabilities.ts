@@ -1,5 +1,5 @@
 // Effective capabilities of this process, read with capget(2), to tell a
-// missing privilege from other reasons the kernel answers EPERM.
+// missing privilege from other reasons the kernel returns EPERM.
 
 import { libc } from "./libc.ts";
 

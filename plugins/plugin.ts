@@ -119,7 +119,7 @@ export interface HistogramPoint {
 interface MetricBase {
   /** The metric name, in OpenTelemetry's dotted style: `bpfscope.syscalls`. */
   name: string;
-  /** What the metric measures, one sentence. */
+  /** A one-sentence description of what the metric measures. */
   description: string;
   /** The unit, in UCUM as OpenTelemetry uses it: `{call}`, `s`, `By`, `ns`. */
   unit: string;
@@ -258,7 +258,7 @@ export interface Batch {
 }
 
 /**
- * What a sink reports for one batch. A failure does not throw: the collector
+ * The outcome of exporting one batch. A failure does not throw: the collector
  * counts it and the batch is dropped for that sink.
  *
  * @example
@@ -349,7 +349,7 @@ export interface Sink extends AsyncDisposable {
 }
 
 /**
- * What the collector hands to a plugin when it starts it.
+ * The context the collector hands to a plugin when it starts it.
  *
  * @example
  * ```ts

@@ -61,8 +61,10 @@ Deno.test({
 
     const batch = await collector.collect();
     const counter = batch.metrics.find((metric) => metric.name === "bpfscope.process.events");
-    assert.ok(counter !== undefined && counter.kind === "counter");
+    assert.ok(counter !== undefined);
+    assert.equal(counter.kind, "counter");
     const exits = counter.points.find((point) => point.attributes["event.name"] === "process.exit");
-    assert.ok(exits !== undefined && exits.value >= 1);
+    assert.ok(exits !== undefined);
+    assert.ok(exits.value >= 1);
   },
 });
