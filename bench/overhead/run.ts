@@ -1,0 +1,547 @@
+// deno-lint-ignore-file no-console -- a benchmark prints its progress and tables.
+/**
+ * The cost of observing: tracing overhead per syscall, start-up to attached
+ * and counting, and the agent's footprint, for bpfscope against a C libbpf
+ * tracer, bpftrace and bcc on this machine.
+ *
+ * Run: `deno task bench:overhead` (as root; `--rounds N`, default 5). Writes
+ * its section of bench/RESULTS.md and bench/overhead/overhead.svg.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { writeChart } from "./chart.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const HERE = `${ROOT}bench/overhead/`;
+const TOOLS = `${ROOT}.tools/`;
+const RESULTS = `${ROOT}bench/RESULTS.md`;
+const CHART = `${HERE}overhead.svg`;
+const TRACER_OBJECT = `${ROOT}bench/overhead_tracer.bpf.o`;
+const HEADERS = `${TOOLS}kernel-headers`;
+const SINK_FILE = "/tmp/bpfscope-overhead-sink.jsonl";
+const FOOTPRINT_FILE = "/tmp/bpfscope-overhead-footprint.jsonl";
+const DENO = Deno.execPath();
+const START_MARK = "<!-- overhead:start -->";
+const END_MARK = "<!-- overhead:end -->";
+
+/** A tracer: how to start it and how to find its program among its file descriptors. */
+interface Tracer {
+  name: string;
+  /** Start of the eBPF program's name; empty accepts any tracepoint program. */
+  prefix: string;
+  command: string[];
+  env?: Record<string, string>;
+  /** Why the tracer cannot run here, when it cannot. */
+  unavailable?: string;
+}
+
+/** The outcome of one tracer's run under bench/overhead/watch.c. */
+interface Watched {
+  appearedNs: number;
+  countingNs: number;
+}
+
+function tracers(): Tracer[] {
+  const bccEnv = { BCC_KERNEL_SOURCE: HEADERS };
+  const list: Tracer[] = [
+    {
+      name: "bpfscope, sinks off",
+      prefix: "count_syscall",
+      command: [DENO, "run", "--allow-all", `${HERE}probe.ts`],
+    },
+    {
+      name: "bpfscope, sinks on",
+      prefix: "count_syscall",
+      command: [
+        DENO,
+        "run",
+        "--allow-all",
+        `${ROOT}cli.ts`,
+        "run",
+        "--probe",
+        "syscalls",
+        "--sink",
+        `file:${SINK_FILE}`,
+        "--interval",
+        "1s",
+      ],
+    },
+    {
+      name: "C libbpf, raw tracepoint",
+      prefix: "ovh_raw_enter",
+      command: [`${TOOLS}overhead_tracer`, TRACER_OBJECT, "raw_tp"],
+    },
+    {
+      name: "C libbpf, tracepoint",
+      prefix: "ovh_tp_enter",
+      command: [`${TOOLS}overhead_tracer`, TRACER_OBJECT, "tp"],
+    },
+    {
+      name: "bpftrace, tracepoint",
+      prefix: "",
+      command: ["bpftrace", "-e", "tracepoint:raw_syscalls:sys_enter { @[cpu] = count(); }"],
+    },
+    {
+      name: "bcc, tracepoint",
+      prefix: "",
+      command: ["/usr/bin/python3", `${HERE}bcc_count.py`],
+      env: bccEnv,
+    },
+    {
+      name: "bcc, raw tracepoint",
+      prefix: "",
+      command: ["/usr/bin/python3", `${HERE}bcc_count.py`, "raw"],
+      env: bccEnv,
+    },
+  ];
+  return list;
+}
+
+async function run(command: string[], env?: Record<string, string>): Promise<Deno.CommandOutput> {
+  return await new Deno.Command(command[0]!, {
+    args: command.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+    ...(env ? { env } : {}),
+  }).output();
+}
+
+async function build(): Promise<void> {
+  await Deno.mkdir(TOOLS, { recursive: true });
+  for (const name of ["workload", "tracer", "watch"]) {
+    const args = ["-O2", "-Wall", "-o", `${TOOLS}overhead_${name}`, `${HERE}${name}.c`, "-lbpf"];
+    const result = await run(["gcc", ...args]);
+    if (!result.success) {
+      throw new Error(
+        `Failed to build: gcc ${args.join(" ")}\n${new TextDecoder().decode(result.stderr)}`,
+      );
+    }
+  }
+  await Deno.stat(TRACER_OBJECT).catch(() => {
+    throw new Error(`${TRACER_OBJECT} is missing: run \`deno task build:bpf\` first`);
+  });
+}
+
+// bcc compiles its C at run time and needs the kernel headers as one tree.
+// This kernel ships none, so the tree is Debian's linux-headers-amd64 (the
+// common and the amd64 package merged), which serves a program that reads no
+// kernel structures.
+async function prepareHeaders(): Promise<string | undefined> {
+  if (await Deno.stat(`${HEADERS}/Makefile`).catch(() => undefined)) return undefined;
+  const sources: string[] = [];
+  for await (const entry of Deno.readDir("/usr/src")) {
+    if (entry.name.startsWith("linux-headers-")) sources.push(`/usr/src/${entry.name}`);
+  }
+  const common = sources.find((path) => path.endsWith("-common"));
+  const arch = sources.find((path) => path.endsWith("-amd64"));
+  if (!common || !arch) return "no linux-headers-*-common and -amd64 in /usr/src";
+  await Deno.mkdir(HEADERS, { recursive: true });
+  for (const source of [common, arch]) {
+    const result = await run(["cp", "-a", `${source}/.`, `${HEADERS}/`]);
+    if (!result.success) return `copying ${source} failed`;
+  }
+  return undefined;
+}
+
+async function checkAvailable(list: Tracer[], headersProblem: string | undefined): Promise<void> {
+  const which = async (name: string) => (await run(["sh", "-c", `command -v ${name}`])).success;
+  const hasBcc = (await run(["/usr/bin/python3", "-c", "import bcc"]).catch(() => undefined))
+    ?.success;
+  for (const tracer of list) {
+    if (tracer.name.startsWith("bpftrace") && !(await which("bpftrace"))) {
+      tracer.unavailable = "bpftrace is not installed (apt-get install -y bpftrace)";
+    }
+    if (tracer.name.startsWith("bcc")) {
+      if (!hasBcc) tracer.unavailable = "python3-bpfcc is not installed";
+      else if (headersProblem) tracer.unavailable = `no kernel headers for bcc: ${headersProblem}`;
+    }
+  }
+}
+
+async function workload(calls: number): Promise<number> {
+  const result = await run([`${TOOLS}overhead_workload`, String(calls)]);
+  if (!result.success) throw new Error("The workload failed");
+  return Number(new TextDecoder().decode(result.stdout).trim());
+}
+
+function parseWatch(text: string): Watched {
+  const field = (key: string) => Number(text.match(new RegExp(`^${key} (\\d+)$`, "m"))?.[1]);
+  return { appearedNs: field("appeared"), countingNs: field("counting") };
+}
+
+/**
+ * Starts `tracer` under the watcher, waits until its program counts, runs
+ * `during`, then stops the tracer and waits for it to exit.
+ */
+async function withTracer<T>(tracer: Tracer, during: () => Promise<T>): Promise<[Watched, T]> {
+  const child = new Deno.Command(`${TOOLS}overhead_watch`, {
+    args: [tracer.prefix, "hold", ...tracer.command],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(tracer.env ? { env: tracer.env } : {}),
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    while (!text.includes("ready\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`${tracer.name} did not start:\n${await stderr}`);
+      text += value;
+    }
+    const result = await during();
+    return [parseWatch(text), result];
+  } finally {
+    // Closing stdin makes the watcher stop the tracer (SIGINT, then SIGKILL
+    // after 5 s); if the watcher itself dies, the kernel kills the tracer.
+    await child.stdin.close().catch(() => {});
+    reader.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+    const status = await Promise.race([
+      child.status,
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000)),
+    ]);
+    if (!status) {
+      child.kill("SIGKILL");
+      await child.status;
+    }
+    await stderr;
+  }
+}
+
+async function calibrate(): Promise<number> {
+  const probe = 1_000_000;
+  await workload(probe);
+  const ns = Math.min(await workload(probe), await workload(probe));
+  return Math.round((probe * 1e9) / ns / 100_000) * 100_000;
+}
+
+interface Overhead {
+  tracer: string;
+  /** Per-event overhead of each round, ns. */
+  perEvent: number[];
+  baselineNs: number[];
+  problem?: string;
+}
+
+async function measureOverhead(list: Tracer[], calls: number, rounds: number): Promise<Overhead[]> {
+  const results = list.map((tracer): Overhead => ({
+    tracer: tracer.name,
+    perEvent: [],
+    baselineNs: [],
+    ...(tracer.unavailable ? { problem: tracer.unavailable } : {}),
+  }));
+  for (let round = 0; round < rounds; round++) {
+    // Each round starts at a different tracer, so that no tracer always runs
+    // right after the same neighbour.
+    for (let step = 0; step < list.length; step++) {
+      const index = (round + step) % list.length;
+      const tracer = list[index]!;
+      const result = results[index]!;
+      if (result.problem) continue;
+      const baseline = await workload(calls);
+      try {
+        const [, traced] = await withTracer(tracer, () => workload(calls));
+        result.baselineNs.push(baseline / calls);
+        result.perEvent.push((traced - baseline) / calls);
+        console.log(
+          `round ${round + 1} ${tracer.name}: ${((traced - baseline) / calls).toFixed(1)} ns/event`,
+        );
+      } catch (error) {
+        result.problem = error instanceof Error
+          ? error.message.split("\n").slice(0, 3).join(" ")
+          : String(error);
+        console.log(`${tracer.name}: ${result.problem}`);
+      }
+    }
+  }
+  return results;
+}
+
+interface Startup {
+  tracer: string;
+  appearedMs: number[];
+  countingMs: number[];
+  problem?: string;
+}
+
+async function measureStartup(list: Tracer[], rounds: number): Promise<Startup[]> {
+  const chosen = list.filter((tracer) =>
+    [
+      "bpfscope, sinks off",
+      "bpfscope, sinks on",
+      "C libbpf, raw tracepoint",
+      "bpftrace, tracepoint",
+      "bcc, tracepoint",
+    ]
+      .includes(tracer.name)
+  );
+  const results: Startup[] = [
+    { tracer: "Deno, empty script (to exit)", appearedMs: [], countingMs: [] },
+    ...chosen.map((tracer): Startup => ({
+      tracer: tracer.name,
+      appearedMs: [],
+      countingMs: [],
+      ...(tracer.unavailable ? { problem: tracer.unavailable } : {}),
+    })),
+  ];
+  for (let round = 0; round < rounds; round++) {
+    const empty = await run([
+      `${TOOLS}overhead_watch`,
+      "-",
+      "exit",
+      DENO,
+      "run",
+      "--allow-all",
+      `${HERE}empty.ts`,
+    ]);
+    const exited = Number(new TextDecoder().decode(empty.stdout).match(/^exited (\d+)$/m)?.[1]);
+    results[0]!.countingMs.push(exited / 1e6);
+    for (let i = 0; i < chosen.length; i++) {
+      const result = results[i + 1]!;
+      if (result.problem) continue;
+      try {
+        const [watched] = await withTracer(chosen[i]!, () => Promise.resolve());
+        result.appearedMs.push(watched.appearedNs / 1e6);
+        result.countingMs.push(watched.countingNs / 1e6);
+      } catch (error) {
+        result.problem = error instanceof Error
+          ? error.message.split("\n").slice(0, 3).join(" ")
+          : String(error);
+      }
+    }
+  }
+  return results;
+}
+
+interface Footprint {
+  seconds: number;
+  cpuPercent: number;
+  peakRssMiB: number;
+  programs: { name: string; runTimeNs: number; runCount: number }[];
+}
+
+async function readProc(pid: number): Promise<{ ticks: number; hwmKiB: number }> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // The fields after the command name, which is in brackets and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime and stime, fields 14 and 15
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const hwmKiB = Number(status.match(/^VmHWM:\s+(\d+) kB$/m)?.[1]);
+  return { ticks, hwmKiB };
+}
+
+async function measureFootprint(seconds: number): Promise<Footprint> {
+  await Deno.remove(FOOTPRINT_FILE).catch(() => {});
+  const child = new Deno.Command(DENO, {
+    args: [
+      "run",
+      "--allow-all",
+      `${ROOT}cli.ts`,
+      "run",
+      "--probe",
+      "syscalls",
+      "--probe",
+      "process",
+      "--sink",
+      `file:${FOOTPRINT_FILE}`,
+      "--interval",
+      "1s",
+      "--program-stats",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    // The first 2 s are start-up (module loading, compilation), which the
+    // steady-state CPU share leaves out; the peak RSS includes them.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const first = await readProc(child.pid);
+    const start = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    const last = await readProc(child.pid);
+    const elapsed = (performance.now() - start) / 1000;
+    // USER_HZ is 100 on Linux x86_64 and arm64.
+    const cpuPercent = ((last.ticks - first.ticks) / 100 / elapsed) * 100;
+    child.kill("SIGINT");
+    await child.status;
+    return {
+      seconds: elapsed,
+      cpuPercent,
+      peakRssMiB: last.hwmKiB / 1024,
+      programs: await programStats(),
+    };
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+  }
+}
+
+async function programStats(): Promise<Footprint["programs"]> {
+  const latest = new Map<string, { runTimeNs: number; runCount: number }>();
+  const text = await Deno.readTextFile(FOOTPRINT_FILE);
+  for (const line of text.split("\n")) {
+    if (!line.includes("bpfscope.program.run_")) continue;
+    const record = JSON.parse(line) as {
+      name: string;
+      value: number;
+      attributes: Record<string, string | number>;
+    };
+    const program = String(record.attributes["bpf.program.name"]);
+    const entry = latest.get(program) ?? { runTimeNs: 0, runCount: 0 };
+    if (record.name === "bpfscope.program.run_time") entry.runTimeNs = record.value * 1e9;
+    else entry.runCount = record.value;
+    latest.set(program, entry);
+  }
+  return [...latest].map(([name, stats]) => ({ name, ...stats }));
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+async function leftoverPrograms(): Promise<string[]> {
+  const result = await run(["bpftool", "prog", "list"]);
+  const text = new TextDecoder().decode(result.stdout);
+  return text.split("\n").filter((line) => /name (ovh_raw_enter|ovh_tp_enter)/.test(line));
+}
+
+function formatReport(
+  calls: number,
+  rounds: number,
+  overhead: Overhead[],
+  startup: Startup[],
+  footprint: Footprint,
+): string {
+  const fixed = (value: number, digits = 1) => value.toFixed(digits);
+  const bpfscope = median(overhead.find((row) => row.tracer === "bpfscope, sinks off")!.perEvent);
+  const baseline = median(overhead.flatMap((row) => row.baselineNs));
+  const overheadRows = overhead.map((row) => {
+    if (row.problem || row.perEvent.length === 0) {
+      return `| ${row.tracer} | did not run: ${row.problem ?? "no rounds"} | | | |`;
+    }
+    const middle = median(row.perEvent);
+    return `| ${row.tracer} | ${fixed(Math.min(...row.perEvent))} | ${fixed(middle)} | ${
+      fixed(Math.max(...row.perEvent))
+    } | ${fixed(middle / bpfscope, 2)}x |`;
+  });
+  const startupRows = startup.map((row) => {
+    if (row.problem || row.countingMs.length === 0) {
+      return `| ${row.tracer} | did not run: ${row.problem ?? "no rounds"} | | |`;
+    }
+    const appeared = row.appearedMs.length ? fixed(median(row.appearedMs)) : "-";
+    return `| ${row.tracer} | ${appeared} | ${fixed(median(row.countingMs))} | ${
+      fixed(Math.min(...row.countingMs))
+    } – ${fixed(Math.max(...row.countingMs))} |`;
+  });
+  const programRows = footprint.programs.map((program) =>
+    `| ${program.name} | ${program.runCount} | ${fixed(program.runTimeNs / 1e6, 2)} ms | ${
+      program.runCount ? fixed(program.runTimeNs / program.runCount) : "-"
+    } ns | ${fixed((program.runTimeNs / 1e9 / footprint.seconds) * 100, 3)}% |`
+  );
+  return [
+    START_MARK,
+    "## Cost of observing",
+    "",
+    "The latest output of `deno task bench:overhead`, written by bench/overhead/run.ts; the chart",
+    "is [bench/overhead/overhead.svg](overhead/overhead.svg).",
+    "",
+    "### Tracing overhead per event",
+    "",
+    `The workload (bench/overhead/workload.c) makes ${calls.toLocaleString("en-US")} getppid()`,
+    `syscalls, ${
+      fixed(baseline)
+    } ns each without a tracer (median). Each of ${rounds} rounds runs,`,
+    "for each tracer in turn, the workload bare and then under the tracer; the overhead per event",
+    "is (traced - bare wall time) / syscalls. Every tracer counts every syscall of the machine, and",
+    "other work shares its 2 CPUs, so the spread between rounds is the noise. The ratio is the",
+    "median against bpfscope with sinks off.",
+    "",
+    "| tracer | min ns | median ns | max ns | ratio to bpfscope |",
+    "| --- | --- | --- | --- | --- |",
+    ...overheadRows,
+    "",
+    "### Start-up to attached and counting",
+    "",
+    "Milliseconds from fork to the tracer's program appearing among its file descriptors, and to",
+    "that program's first counted event (its run count, with BPF_ENABLE_STATS on until then),",
+    `measured by bench/overhead/watch.c; ${rounds} rounds. The Deno row is \`deno run\` of an empty`,
+    "script to its exit, the floor under bpfscope's start-up.",
+    "",
+    "| tracer | appeared, median ms | counting, median ms | counting, min – max ms |",
+    "| --- | --- | --- | --- |",
+    ...startupRows,
+    "",
+    "### Agent footprint",
+    "",
+    "`bpfscope run --probe syscalls --probe process --interval 1s --sink file:... --program-stats`,",
+    `sampled from /proc over ${fixed(footprint.seconds)} s after its first 2 s:`,
+    `${fixed(footprint.cpuPercent, 2)}% of one CPU (utime + stime), peak RSS (VmHWM)`,
+    `${fixed(footprint.peakRssMiB)} MiB. Kernel-side run time of its programs over the whole run:`,
+    "",
+    "| program | runs | run time | per run | share of one CPU |",
+    "| --- | --- | --- | --- | --- |",
+    ...programRows,
+    END_MARK,
+  ].join("\n");
+}
+
+async function writeReport(section: string): Promise<void> {
+  const text = await Deno.readTextFile(RESULTS).catch(() => "# Benchmark results\n");
+  const start = text.indexOf(START_MARK);
+  const end = text.indexOf(END_MARK);
+  const before = start >= 0 ? text.slice(0, start) : text;
+  const after = end >= 0 ? text.slice(end + END_MARK.length) : "";
+  await Deno.writeTextFile(RESULTS, `${before.trimEnd()}\n\n${section}\n${after.trimStart()}`);
+  await run([DENO, "fmt", "--quiet", RESULTS]);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    throw new RangeError(`Invalid --rounds: ${values.rounds}`);
+  }
+
+  await build();
+  const list = tracers();
+  await checkAvailable(list, await prepareHeaders());
+  const calls = await calibrate();
+  console.log(`${calls} getppid() calls per run, ${rounds} rounds`);
+
+  const overhead = await measureOverhead(list, calls, rounds);
+  const startup = await measureStartup(list, rounds);
+  console.log("footprint: 20 s of bpfscope run with all built-in probes");
+  const footprint = await measureFootprint(20);
+
+  const leftover = await leftoverPrograms();
+  if (leftover.length) {
+    console.log(`Programs of the C tracer still loaded:\n${leftover.join("\n")}`);
+  }
+
+  const section = formatReport(calls, rounds, overhead, startup, footprint);
+  console.log(section);
+  await writeReport(section);
+  await writeChart(
+    CHART,
+    overhead.map((row) => ({
+      name: row.tracer,
+      value: row.perEvent.length ? median(row.perEvent) : undefined,
+    })),
+    startup.map((row) => ({
+      name: row.tracer,
+      value: row.countingMs.length ? median(row.countingMs) : undefined,
+    })),
+  );
+}
+
+await main();
