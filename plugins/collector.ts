@@ -42,6 +42,8 @@ import { resourceAttributes } from "./resource.ts";
 const DEFAULT_QUEUE_SIZE = 8;
 const DEFAULT_MAX_EVENTS = 10_000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5_000;
+// The least time a probe's collect() gets before a collection goes on without it.
+const COLLECT_TIMEOUT_MS = 1_000;
 const MIN_INTERVAL_MS = 10;
 const MAX_INTERVAL_MS = 86_400_000;
 
@@ -346,9 +348,29 @@ export class Collector implements AsyncDisposable {
 
   async #collectMetrics(): Promise<Metric[]> {
     const metrics: Metric[] = [];
+    // A probe whose collect() never settles must not stall the others or the stop.
+    const timeoutMs = Math.max(COLLECT_TIMEOUT_MS, this.intervalMs);
     for (const state of this.#probes) {
+      if (state.collecting !== undefined) {
+        state.errors++;
+        continue;
+      }
+      const collecting = Promise.resolve().then(() => state.probe.collect());
+      state.collecting = collecting;
+      collecting.then(() => state.collecting = undefined, () => state.collecting = undefined);
       try {
-        metrics.push(...await state.probe.collect());
+        const result = await settleWithin(collecting, timeoutMs);
+        if (result === undefined) {
+          state.errors++;
+          this.#report(diagnostic(
+            "ERROR",
+            `Probe "${state.label}" did not return from collect() within ${timeoutMs} ms; its metrics are left out until it does`,
+            undefined,
+            { probe: state.label },
+          ));
+          continue;
+        }
+        metrics.push(...result);
       } catch (error) {
         state.errors++;
         this.#report(diagnostic("ERROR", `Probe "${state.label}" failed to collect`, error, {
@@ -587,6 +609,8 @@ class ProbeState {
   errors = 0;
   droppedEvents = 0;
   pump: Promise<void> | undefined;
+  /** A collect() call that has not settled yet; no new call starts while it runs. */
+  collecting: Promise<readonly Metric[]> | undefined;
   #events: LogRecord[] = [];
 
   constructor(label: string, probe: Probe, openedUnixNano: bigint) {
@@ -708,6 +732,19 @@ async function exportSafely(sink: Sink, batch: Batch): Promise<ExportResult> {
   } catch (error) {
     // Sink.export must not reject. A sink that rejects anyway counts as failed.
     return { ok: false, error: error instanceof Error ? error : new TypeError(String(error)) };
+  }
+}
+
+/** Resolves to the value of `promise`, or to undefined when it has not settled within `timeoutMs`. */
+async function settleWithin<T>(promise: Promise<T>, timeoutMs: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

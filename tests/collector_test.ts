@@ -446,3 +446,39 @@ Deno.test("Collector with the syscalls probe", kernelTest(), async () => {
   assert.ok(valueOf(batch, "bpfscope.program.run_count", { probe: "syscalls" }) > 0);
   assert.equal(await programGone(id as number), true);
 });
+
+Deno.test("Collector goes on without a probe whose collect() hangs", async () => {
+  const healthy = new FakeProbe();
+  let calls = 0;
+  const hanging: Probe = {
+    collect(): Metric[] | Promise<Metric[]> {
+      calls++;
+      return calls === 1 ? [] : new Promise<Metric[]>(() => {});
+    },
+    [Symbol.asyncDispose]: () => Promise.resolve(),
+  };
+  const sink = new MemorySink();
+  const collector = await start({
+    probes: [probePlugin(hanging, "hanging"), probePlugin(healthy)],
+    sinks: [sinkPlugin(sink)],
+    intervalMs: 10,
+  });
+  await collector.collect();
+  await collector.collect(); // the hanging call: this one waits out the timeout
+  const third = await collector.collect();
+  await collector.stop();
+
+  assert.equal(calls, 2, "no second call while the first still hangs");
+  assert.ok(healthy.collects >= 3, `the healthy probe ran ${healthy.collects} times`);
+  assert.ok(third.metrics.some((metric) => metric.name === "test.collects"));
+  const errors = third.metrics.find((metric) => metric.name === "bpfscope.collector.probe_errors");
+  const hangingErrors = errors?.kind === "counter"
+    ? errors.points.find((point) => point.attributes.probe === "hanging")?.value
+    : undefined;
+  assert.ok(hangingErrors !== undefined && hangingErrors >= 2, `probe_errors: ${hangingErrors}`);
+  assert.ok(
+    sink.batches.flatMap((batch) => batch.logs).some((log) =>
+      /did not return from collect\(\) within/.test(log.body)
+    ),
+  );
+});
