@@ -550,7 +550,12 @@ function parseDuration(text: string, flag: string): number {
     );
   }
   const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
-  return Number(match[1]) * scale;
+  const ms = Number(match[1]) * scale;
+  // setTimeout() turns a delay above 2^31 - 1 ms (about 24.8 days) into 1 ms.
+  if (ms > 2 ** 31 - 1) {
+    throw new UsageError(`Invalid ${flag} "${text}": at most 596h (2^31 - 1 ms)`, "run");
+  }
+  return ms;
 }
 
 function parseCount(text: string, flag: string): number {

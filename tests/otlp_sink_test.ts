@@ -823,3 +823,33 @@ Deno.test("shutdown keeps first export", async () => {
   assert.equal(report.ok, true);
   assert.equal(report.accepted, 1);
 });
+
+Deno.test("Retry-After 0 keeps the backoff", async () => {
+  await using receiver = OtlpReceiver.start({
+    respond: () => new Response(null, { status: 429, headers: { "retry-after": "0" } }),
+  });
+  // Backoff from 20 ms to 40 ms over 300 ms allows about ten attempts; without the
+  // backoff floor, Retry-After: 0 sends hundreds.
+  await using sink = sinkFor(receiver, {
+    retry: { ...FAST_RETRY, initialBackoffMs: 20, maxBackoffMs: 40, maxElapsedMs: 300 },
+  });
+  const result = await sink.export(counterBatch(1));
+  assert.equal(result.ok, false);
+  assert.ok(receiver.requests.length <= 20, `${receiver.requests.length} requests`);
+  assert.ok(receiver.requests.length >= 2, `${receiver.requests.length} requests`);
+});
+
+Deno.test("invalid header is rejected when the sink is created", () => {
+  assert.throws(
+    () =>
+      new OtlpSink({
+        endpoint: "http://127.0.0.1:1",
+        env: { OTEL_EXPORTER_OTLP_HEADERS: "bad header=1" },
+      }),
+    /Invalid OTLP header "bad header"/,
+  );
+  assert.throws(
+    () => new OtlpSink({ endpoint: "http://127.0.0.1:1", env: {}, timeoutMs: 3_000_000_000 }),
+    /up to 2147483647/,
+  );
+});

@@ -193,7 +193,7 @@ function resolveHeaders(
 ): Record<string, string> {
   const genericText = generic("HEADERS");
   const specificText = specific("HEADERS");
-  return {
+  return checkHeaders({
     ...(genericText === undefined
       ? {}
       : parseOtlpHeaders(genericText, "OTEL_EXPORTER_OTLP_HEADERS")),
@@ -201,7 +201,24 @@ function resolveHeaders(
       ? {}
       : parseOtlpHeaders(specificText, `OTEL_EXPORTER_OTLP_${upper}_HEADERS`)),
     ...options.headers,
-  };
+  });
+}
+
+// fetch() rejects a header name or value it cannot send only when a request is
+// made, which the sender would retry as a network failure: check them here.
+function checkHeaders(headers: Record<string, string>): Record<string, string> {
+  for (const [name, value] of Object.entries(headers)) {
+    try {
+      new Headers([[name, value]]);
+    } catch (error) {
+      throw new RangeError(
+        `Invalid OTLP header ${JSON.stringify(name)}: ${
+          error instanceof Error ? error.message : error
+        }`,
+      );
+    }
+  }
+  return headers;
 }
 
 /**
@@ -276,10 +293,13 @@ function resolveTimeout(
   return DEFAULT_TIMEOUT_MS;
 }
 
+// setTimeout() turns a delay above 2^31 - 1 ms into 1 ms, which would abort every request.
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 function checkTimeout(value: number, source: string): number {
-  if (!Number.isFinite(value) || value <= 0) {
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_TIMEOUT_MS) {
     throw new RangeError(
-      `Invalid timeout from ${source}: expected a positive number of milliseconds`,
+      `Invalid timeout from ${source}: expected a positive number of milliseconds up to ${MAX_TIMEOUT_MS}`,
     );
   }
   return value;

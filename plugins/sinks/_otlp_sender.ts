@@ -278,7 +278,8 @@ export class OtlpSender {
       }
       if (outcome.kind === "failed") return { ok: false, error: outcome.error };
 
-      const delay = outcome.retryAfterMs ?? backoffDelay(retry, attempts);
+      // Retry-After may lengthen the backoff, never shorten it: "Retry-After: 0" must not become a busy loop.
+      const delay = Math.max(outcome.retryAfterMs ?? 0, backoffDelay(retry, attempts));
       if (performance.now() + delay > batch.deadline) {
         return this.#failure(
           `Gave up on a ${signal} batch after ${attempts} attempt(s): ${outcome.reason}, and a retry in ${
