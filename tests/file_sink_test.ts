@@ -376,3 +376,30 @@ Deno.test("file sink full disk keeps others", kernelTest(), async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("FileSink reopens its path after the file is moved or removed", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/out.jsonl`;
+  try {
+    await using sink = new FileSink({ path, maxBytes: 2_000, keep: 2 });
+    assert.deepEqual(await sink.export(sampleBatch(1)), { ok: true });
+    await Deno.rename(path, `${dir}/moved.jsonl`); // logrotate without copytruncate
+    assert.deepEqual(await sink.export(sampleBatch(2)), { ok: true });
+    await Deno.remove(path);
+    for (let sequence = 3; sequence < 12; sequence++) {
+      // Removed by hand, then rotated: nothing to rename, and no batch lost.
+      assert.deepEqual(await sink.export(sampleBatch(sequence)), { ok: true });
+    }
+    await sink.flush();
+
+    const moved = await completeLines(`${dir}/moved.jsonl`);
+    assert.ok(
+      moved.every((line) => JSON.parse(line).body !== "event 2"),
+      "batch 2 went to the moved file",
+    );
+    const current = await completeLines(path);
+    assert.equal(JSON.parse(current.at(-1)!).body, "event 11");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -232,7 +232,8 @@ export class FileSink implements Sink {
   }
 
   async #open(): Promise<Deno.FsFile> {
-    if (this.#file !== undefined) return this.#file;
+    if (this.#file !== undefined && await this.#stillAtPath(this.#file)) return this.#file;
+    this.#closeFile();
     const file = await Deno.open(this.path, { read: true, append: true, create: true });
     try {
       this.#size = await cutPartialLine(file);
@@ -244,17 +245,33 @@ export class FileSink implements Sink {
     return file;
   }
 
+  // Whether PATH still names the open file. After a `mv` or `rm` (logrotate
+  // without copytruncate), the sink reopens PATH instead of writing on into
+  // the moved or deleted file.
+  async #stillAtPath(file: Deno.FsFile): Promise<boolean> {
+    try {
+      const [open, named] = await Promise.all([file.stat(), Deno.stat(this.path)]);
+      return open.ino === named.ino && open.dev === named.dev;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
   /** Moves PATH to PATH.1, PATH.1 to PATH.2 and so on, dropping the oldest, and opens a new PATH. */
   async #rotate(): Promise<void> {
     await this.#sync();
     this.#closeFile();
+    // PATH may be gone (removed by hand or by another tool): then there is nothing to move.
     if (this.#keep === 0) {
-      await Deno.remove(this.path);
+      await Deno.remove(this.path).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
     } else {
       for (let index = this.#keep - 1; index >= 1; index--) {
         await renameIfPresent(`${this.path}.${index}`, `${this.path}.${index + 1}`);
       }
-      await Deno.rename(this.path, `${this.path}.1`);
+      await renameIfPresent(this.path, `${this.path}.1`);
     }
     await this.#open();
   }
