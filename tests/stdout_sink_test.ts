@@ -234,3 +234,19 @@ Deno.test("parseStdoutOptions values", () => {
   assert.throws(() => parseStdoutOptions("yaml"), { name: "TypeError", message: /"yaml"/ });
   assert.throws(() => parseStdoutOptions("top=x"), TypeError);
 });
+
+Deno.test("renderText escapes control characters of events", () => {
+  const text = renderText({
+    resource: {},
+    timeUnixNano: 0n,
+    metrics: [],
+    logs: [{
+      timeUnixNano: 0n,
+      severity: "INFO",
+      body: "exec \x1b[31m",
+      attributes: { "process.command": "esc\x1b[31mred" },
+    }],
+  });
+  assert.ok(!text.includes("\x1b"), JSON.stringify(text));
+  assert.match(text, /process\.command=esc\\u001b\[31mred/);
+});

@@ -419,18 +419,34 @@ function histogramSummary(point: HistogramPoint): string {
 
 function logLine(log: LogRecord): string {
   const attributes = spaced(log.attributes);
-  return `${isoTime(log.timeUnixNano)} ${log.severity} ${log.body}${
+  return `${isoTime(log.timeUnixNano)} ${log.severity} ${printable(log.body)}${
     attributes === "" ? "" : `  ${attributes}`
   }`;
 }
 
 function braces(attributes: Attributes): string {
-  const text = Object.entries(attributes).map(([key, value]) => `${key}=${value}`).join(",");
+  const text = Object.entries(attributes).map(([key, value]) =>
+    `${printable(key)}=${printable(String(value))}`
+  )
+    .join(",");
   return text === "" ? "" : `{${text}}`;
 }
 
 function spaced(attributes: Attributes): string {
-  return Object.entries(attributes).map(([key, value]) => `${key}=${value}`).join(" ");
+  return Object.entries(attributes).map(([key, value]) =>
+    `${printable(key)}=${printable(String(value))}`
+  )
+    .join(" ");
+}
+
+// Any process can name itself with terminal escape sequences, and event
+// attributes carry such names: control characters are shown escaped.
+function printable(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 function formatNumber(value: number): string {
