@@ -4,7 +4,7 @@
  * and counting, and the agent's footprint, for bpfscope against a C libbpf
  * tracer, bpftrace and bcc on this machine.
  *
- * Run: `deno task bench:overhead` (as root; `--rounds N`, default 5). Writes
+ * Run: `deno task bench:overhead` (as root; `--rounds N`, default 7). Writes
  * its section of bench/RESULTS.md and bench/overhead/overhead.svg.
  *
  * @module
@@ -72,6 +72,11 @@ function tracers(): Tracer[] {
       name: "C libbpf, raw tracepoint",
       prefix: "ovh_raw_enter",
       command: [`${TOOLS}overhead_tracer`, TRACER_OBJECT, "raw_tp"],
+    },
+    {
+      name: "C libbpf, bpfscope's program",
+      prefix: "count_syscall",
+      command: [`${TOOLS}overhead_tracer`, `${ROOT}bpf/syscalls.bpf.o`, "bpfscope"],
     },
     {
       name: "C libbpf, tracepoint",
@@ -160,10 +165,17 @@ async function checkAvailable(list: Tracer[], headersProblem: string | undefined
   }
 }
 
-async function workload(calls: number): Promise<number> {
+/** Wall and CPU time of one workload run, ns. */
+interface Timing {
+  wallNs: number;
+  cpuNs: number;
+}
+
+async function workload(calls: number): Promise<Timing> {
   const result = await run([`${TOOLS}overhead_workload`, String(calls)]);
   if (!result.success) throw new Error("The workload failed");
-  return Number(new TextDecoder().decode(result.stdout).trim());
+  const [wallNs, cpuNs] = new TextDecoder().decode(result.stdout).trim().split(" ").map(Number);
+  return { wallNs: wallNs!, cpuNs: cpuNs! };
 }
 
 function parseWatch(text: string): Watched {
@@ -215,14 +227,17 @@ async function withTracer<T>(tracer: Tracer, during: () => Promise<T>): Promise<
 async function calibrate(): Promise<number> {
   const probe = 1_000_000;
   await workload(probe);
-  const ns = Math.min(await workload(probe), await workload(probe));
+  const ns = Math.min((await workload(probe)).wallNs, (await workload(probe)).wallNs);
   return Math.round((probe * 1e9) / ns / 100_000) * 100_000;
 }
 
 interface Overhead {
   tracer: string;
-  /** Per-event overhead of each round, ns. */
+  /** Per-event overhead of each round from the workload's CPU time, ns. */
   perEvent: number[];
+  /** The same from its wall time, ns. */
+  perEventWall: number[];
+  /** CPU time per syscall of the bare runs, ns. */
   baselineNs: number[];
   problem?: string;
 }
@@ -231,24 +246,34 @@ async function measureOverhead(list: Tracer[], calls: number, rounds: number): P
   const results = list.map((tracer): Overhead => ({
     tracer: tracer.name,
     perEvent: [],
+    perEventWall: [],
     baselineNs: [],
     ...(tracer.unavailable ? { problem: tracer.unavailable } : {}),
   }));
   for (let round = 0; round < rounds; round++) {
     // Each round starts at a different tracer, so that no tracer always runs
-    // right after the same neighbour.
+    // right after the same neighbour. Bare runs alternate with traced runs,
+    // and each traced run is compared with the mean of the bare runs on
+    // either side of it, which cancels a slow drift of the machine's load.
+    let before = await workload(calls);
     for (let step = 0; step < list.length; step++) {
       const index = (round + step) % list.length;
       const tracer = list[index]!;
       const result = results[index]!;
       if (result.problem) continue;
-      const baseline = await workload(calls);
       try {
         const [, traced] = await withTracer(tracer, () => workload(calls));
-        result.baselineNs.push(baseline / calls);
-        result.perEvent.push((traced - baseline) / calls);
+        const after = await workload(calls);
+        const bareCpu = (before.cpuNs + after.cpuNs) / 2;
+        const bareWall = (before.wallNs + after.wallNs) / 2;
+        before = after;
+        result.baselineNs.push(bareCpu / calls);
+        result.perEvent.push((traced.cpuNs - bareCpu) / calls);
+        result.perEventWall.push((traced.wallNs - bareWall) / calls);
         console.log(
-          `round ${round + 1} ${tracer.name}: ${((traced - baseline) / calls).toFixed(1)} ns/event`,
+          `round ${round + 1} ${tracer.name}: ${
+            ((traced.cpuNs - bareCpu) / calls).toFixed(1)
+          } ns/event`,
         );
       } catch (error) {
         result.problem = error instanceof Error
@@ -427,12 +452,15 @@ function formatReport(
   const baseline = median(overhead.flatMap((row) => row.baselineNs));
   const overheadRows = overhead.map((row) => {
     if (row.problem || row.perEvent.length === 0) {
-      return `| ${row.tracer} | did not run: ${row.problem ?? "no rounds"} | | | |`;
+      return `| ${row.tracer} | did not run: ${row.problem ?? "no rounds"} | | | | |`;
     }
     const middle = median(row.perEvent);
-    return `| ${row.tracer} | ${fixed(Math.min(...row.perEvent))} | ${fixed(middle)} | ${
-      fixed(Math.max(...row.perEvent))
-    } | ${fixed(middle / bpfscope, 2)}x |`;
+    const low = fixed(Math.min(...row.perEvent));
+    const high = fixed(Math.max(...row.perEvent));
+    const wall = fixed(median(row.perEventWall));
+    return `| ${row.tracer} | ${low} | ${fixed(middle)} | ${high} | ${wall} | ${
+      fixed(middle / bpfscope, 2)
+    }x |`;
   });
   const startupRows = startup.map((row) => {
     if (row.problem || row.countingMs.length === 0) {
@@ -448,6 +476,7 @@ function formatReport(
       program.runCount ? fixed(program.runTimeNs / program.runCount) : "-"
     } ns | ${fixed((program.runTimeNs / 1e9 / footprint.seconds) * 100, 3)}% |`
   );
+  const targets = formatTargets(overhead, startup, footprint);
   return [
     START_MARK,
     "## Cost of observing",
@@ -458,16 +487,19 @@ function formatReport(
     "### Tracing overhead per event",
     "",
     `The workload (bench/overhead/workload.c) makes ${calls.toLocaleString("en-US")} getppid()`,
-    `syscalls, ${
-      fixed(baseline)
-    } ns each without a tracer (median). Each of ${rounds} rounds runs,`,
-    "for each tracer in turn, the workload bare and then under the tracer; the overhead per event",
-    "is (traced - bare wall time) / syscalls. Every tracer counts every syscall of the machine, and",
-    "other work shares its 2 CPUs, so the spread between rounds is the noise. The ratio is the",
-    "median against bpfscope with sinks off.",
+    `syscalls, ${fixed(baseline)} ns of CPU time each without a tracer (median). Each of`,
+    `${rounds} rounds runs each tracer in turn, with a bare run of the workload between traced`,
+    "runs. The overhead per event is (traced - bare) / syscalls, where bare is the mean of the two",
+    "bare runs around the traced one. The figures use the workload's CPU time",
+    "(CLOCK_THREAD_CPUTIME_ID), because other work shares the machine's 2 CPUs and wall time also",
+    "counts the time the workload waits for them; the wall-time median is there for comparison.",
+    "Every tracer counts every syscall of the machine, and the spread between rounds is the noise.",
+    "The ratio is the median against bpfscope with sinks off. The C row with bpfscope's program",
+    "loads bpf/syscalls.bpf.o from C, which separates the program's cost from the loader's.",
+    "bpftrace 0.17 has no raw tracepoint probe type, so it runs on the tracepoint only.",
     "",
-    "| tracer | min ns | median ns | max ns | ratio to bpfscope |",
-    "| --- | --- | --- | --- | --- |",
+    "| tracer | min ns | median ns | max ns | median ns, wall time | ratio to bpfscope |",
+    "| --- | --- | --- | --- | --- | --- |",
     ...overheadRows,
     "",
     "### Start-up to attached and counting",
@@ -481,6 +513,7 @@ function formatReport(
     "| --- | --- | --- | --- |",
     ...startupRows,
     "",
+    ...startupNote(startup),
     "### Agent footprint",
     "",
     "`bpfscope run --probe syscalls --probe process --interval 1s --sink file:... --program-stats`,",
@@ -491,8 +524,81 @@ function formatReport(
     "| program | runs | run time | per run | share of one CPU |",
     "| --- | --- | --- | --- | --- |",
     ...programRows,
+    "",
+    "### Targets",
+    "",
+    ...targets,
     END_MARK,
   ].join("\n");
+}
+
+function startupNote(startup: Startup[]): string[] {
+  const deno = startup.find((row) => row.tracer.startsWith("Deno"));
+  const ours = startup.find((row) => row.tracer === "bpfscope, sinks off");
+  if (!deno?.countingMs.length || !ours?.countingMs.length) return [];
+  const added = median(ours.countingMs) - median(deno.countingMs);
+  return [
+    `bpfscope adds ${added.toFixed(1)} ms to Deno's own start-up (medians): loading its modules,`,
+    "libbpf through Deno.dlopen, and loading, verifying and attaching the program.",
+    "",
+  ];
+}
+
+function verdict(met: boolean): string {
+  return met ? "met" : "missed";
+}
+
+function formatTargets(overhead: Overhead[], startup: Startup[], footprint: Footprint): string[] {
+  const overheadOf = (prefix: string) => {
+    const medians = overhead.filter((row) => row.tracer.startsWith(prefix) && row.perEvent.length)
+      .map((row) => median(row.perEvent));
+    return medians.length ? Math.min(...medians) : undefined;
+  };
+  const startupOf = (name: string) => {
+    const row = startup.find((row) => row.tracer === name);
+    return row?.countingMs.length ? median(row.countingMs) : undefined;
+  };
+  const bpfscope = overheadOf("bpfscope, sinks off");
+  const lines: string[] = [];
+  const c = overheadOf("C libbpf");
+  if (bpfscope !== undefined && c !== undefined) {
+    const ratio = bpfscope / c;
+    lines.push(
+      `- Overhead at most 1.1x the cheapest C tracer: ${verdict(ratio <= 1.1)}, ${
+        ratio.toFixed(2)
+      }x (${bpfscope.toFixed(1)} ns against ${c.toFixed(1)} ns).`,
+    );
+  }
+  for (const tool of ["bcc", "bpftrace"]) {
+    const other = overheadOf(tool);
+    if (bpfscope === undefined || other === undefined) {
+      lines.push(`- Overhead below ${tool}'s: not measured, ${tool} did not run.`);
+      continue;
+    }
+    lines.push(
+      `- Overhead below ${tool}'s (its cheapest variant): ${verdict(bpfscope < other)}, ${
+        bpfscope.toFixed(1)
+      } ns against ${other.toFixed(1)} ns (${(bpfscope / other).toFixed(2)}x).`,
+    );
+  }
+  const ours = startupOf("bpfscope, sinks off");
+  const bpftrace = startupOf("bpftrace, tracepoint");
+  if (ours !== undefined && bpftrace !== undefined) {
+    lines.push(
+      `- Start-up below bpftrace's: ${verdict(ours < bpftrace)}, ${ours.toFixed(1)} ms against ${
+        bpftrace.toFixed(1)
+      } ms (${(ours / bpftrace).toFixed(2)}x).`,
+    );
+  }
+  lines.push(
+    `- Agent under 1% of one CPU: ${verdict(footprint.cpuPercent < 1)}, ${
+      footprint.cpuPercent.toFixed(2)
+    }%.`,
+    `- Agent RSS under 100 MiB: ${verdict(footprint.peakRssMiB < 100)}, ${
+      footprint.peakRssMiB.toFixed(1)
+    } MiB.`,
+  );
+  return lines;
 }
 
 async function writeReport(section: string): Promise<void> {
@@ -506,7 +612,7 @@ async function writeReport(section: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
+  const { values } = parseArgs({ options: { rounds: { type: "string", default: "7" } } });
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
     throw new RangeError(`Invalid --rounds: ${values.rounds}`);

@@ -2,8 +2,11 @@
 // bench/overhead_tracer.bpf.o, attaches one program (raw_tp or tp), prints
 // "attached ID" with the program's kernel id, and counts syscall entries
 // until SIGINT or SIGTERM. On exit it prints "count N", the sum over CPUs.
+// With "bpfscope" and bpf/syscalls.bpf.o it runs the bpfscope `syscalls`
+// probe's own program from C instead, which separates the program's cost
+// from the loader's.
 //
-// Usage: tracer OBJECT raw_tp|tp
+// Usage: tracer OBJECT raw_tp|tp|bpfscope
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <signal.h>
@@ -22,11 +25,16 @@ static void on_signal(int signal)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3 || (strcmp(argv[2], "raw_tp") != 0 && strcmp(argv[2], "tp") != 0)) {
-		fprintf(stderr, "usage: tracer OBJECT raw_tp|tp\n");
+	if (argc != 3 || (strcmp(argv[2], "raw_tp") != 0 && strcmp(argv[2], "tp") != 0 &&
+			  strcmp(argv[2], "bpfscope") != 0)) {
+		fprintf(stderr, "usage: tracer OBJECT raw_tp|tp|bpfscope\n");
 		return 2;
 	}
-	const char *wanted = strcmp(argv[2], "raw_tp") == 0 ? "ovh_raw_enter" : "ovh_tp_enter";
+	int bpfscope = strcmp(argv[2], "bpfscope") == 0;
+	const char *wanted = bpfscope ? "count_syscall"
+			     : strcmp(argv[2], "raw_tp") == 0 ? "ovh_raw_enter" : "ovh_tp_enter";
+	const char *map_name = bpfscope ? "syscall_counts" : "counts";
+	int cpus = libbpf_num_possible_cpus();
 
 	struct sigaction action = { .sa_handler = on_signal };
 	sigaction(SIGINT, &action, NULL);
@@ -44,7 +52,11 @@ int main(int argc, char **argv)
 		if (keep)
 			chosen = program;
 	}
-	if (!chosen || bpf_object__load(object) != 0) {
+	// The bpfscope table has SYSCALL_SLOTS (512) slots per CPU, sized by its loader.
+	struct bpf_map *map = bpf_object__find_map_by_name(object, map_name);
+	if (bpfscope && map)
+		bpf_map__set_max_entries(map, cpus * 512);
+	if (!chosen || !map || bpf_object__load(object) != 0) {
 		fprintf(stderr, "failed to load %s from %s\n", wanted, argv[1]);
 		bpf_object__close(object);
 		return 1;
@@ -64,16 +76,23 @@ int main(int argc, char **argv)
 	while (!stopping)
 		pause();
 
-	int cpus = libbpf_num_possible_cpus();
-	__u64 *values = calloc(cpus, sizeof(*values));
-	__u32 key = 0;
 	unsigned long long total = 0;
-	int map_fd = bpf_map__fd(bpf_object__find_map_by_name(object, "counts"));
-	if (values && bpf_map_lookup_elem(map_fd, &key, values) == 0)
-		for (int cpu = 0; cpu < cpus; cpu++)
-			total += values[cpu];
+	int map_fd = bpf_map__fd(map);
+	if (bpfscope) {
+		for (__u32 key = 0; key < (__u32)cpus * 512; key++) {
+			__u64 value;
+			if (bpf_map_lookup_elem(map_fd, &key, &value) == 0)
+				total += value;
+		}
+	} else {
+		__u64 *values = calloc(cpus, sizeof(*values));
+		__u32 key = 0;
+		if (values && bpf_map_lookup_elem(map_fd, &key, values) == 0)
+			for (int cpu = 0; cpu < cpus; cpu++)
+				total += values[cpu];
+		free(values);
+	}
 	printf("count %llu\n", total);
-	free(values);
 	bpf_link__destroy(link);
 	bpf_object__close(object);
 	return 0;
