@@ -355,6 +355,9 @@ function checkConfig(raw: Record<string, unknown>, path: string): ConfigFile {
       case "plugins": {
         const list = stringList(value);
         if (list === undefined) throw invalid(key, "an array of strings");
+        if (list.length === 0 && key !== "plugins") {
+          throw invalid(key, "a non-empty array of names");
+        }
         config[key] = list;
         break;
       }

@@ -38,6 +38,7 @@ import type {
   SinkPlugin,
 } from "./plugin.ts";
 import { resourceAttributes } from "./resource.ts";
+import { BpfError } from "../ffi/errors.ts";
 
 const DEFAULT_QUEUE_SIZE = 8;
 const DEFAULT_MAX_EVENTS = 10_000;
@@ -217,12 +218,18 @@ export class Collector implements AsyncDisposable {
     try {
       const sinkLabels = labels(options.sinks.map((entry) => entryOf(entry).plugin.name));
       for (const [index, entry] of options.sinks.map(entryOf).entries()) {
-        const sink = await entry.plugin.create(context, entry.options);
+        const sink = await named(
+          `Failed to create sink "${entry.plugin.name}"`,
+          () => entry.plugin.create(context, entry.options),
+        );
         sinks.push(new SinkChannel(sinkLabels[index]!, sink, settings.queueSize));
       }
       const probeLabels = labels(options.probes.map((entry) => entryOf(entry).plugin.name));
       for (const [index, entry] of options.probes.map(entryOf).entries()) {
-        const probe = await entry.plugin.open(context, entry.options);
+        const probe = await named(
+          `Failed to open probe "${entry.plugin.name}"`,
+          () => entry.plugin.open(context, entry.options),
+        );
         probes.push(new ProbeState(probeLabels[index]!, probe, nowUnixNano()));
       }
       if (options.enableProgramStats) stats = enableRunTimeStats();
@@ -733,6 +740,40 @@ async function exportSafely(sink: Sink, batch: Batch): Promise<ExportResult> {
     // Sink.export must not reject. A sink that rejects anyway counts as failed.
     return { ok: false, error: error instanceof Error ? error : new TypeError(String(error)) };
   }
+}
+
+/**
+ * Runs a plugin's factory; an error that is not one of bpfscope's own (which
+ * already name what failed) is wrapped in one that names the plugin.
+ */
+async function named<T>(what: string, run: () => T | Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (
+      error instanceof BpfError || error instanceof RangeError ||
+      error instanceof Deno.errors.AddrInUse
+    ) throw error;
+    const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+    // Invalid plugin options are TypeErrors; the class stays, so callers still see a usage error.
+    if (error instanceof TypeError) throw new TypeError(message, { cause: error });
+    throw new PluginError(message, { cause: error });
+  }
+}
+
+/**
+ * A plugin's factory failed with an error of its own; the message names the plugin.
+ *
+ * @example
+ * ```ts
+ * import { PluginError } from "./collector.ts";
+ *
+ * const error = new PluginError('Failed to open probe "demo": boom');
+ * console.log(error.name); // "PluginError"
+ * ```
+ */
+export class PluginError extends Error {
+  override name = "PluginError";
 }
 
 /** Resolves to the value of `promise`, or to undefined when it has not settled within `timeoutMs`. */

@@ -408,7 +408,7 @@ Deno.test("Collector start failure closes what opened", async () => {
 
   await assert.rejects(
     start({ probes: [probePlugin(opened), broken], sinks: [sinkPlugin(sink)] }),
-    { name: "TypeError", message: "no such tracepoint" },
+    { name: "TypeError", message: 'Failed to open probe "broken": no such tracepoint' },
   );
   assert.equal(opened.disposed, true);
   assert.equal(sink.isShutDown, true);
