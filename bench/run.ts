@@ -481,6 +481,11 @@ async function writeRingBufferResults(section: string): Promise<void> {
     const next = Math.min(...ends.map((end) => end < 0 ? Infinity : end));
     before = text.slice(0, start);
     after = next === Infinity ? "" : text.slice(next + 1);
+  } else if (text.includes("<!-- overhead:start -->")) {
+    // A new ring buffer section goes before the overhead benchmark's section.
+    const mark = text.indexOf("<!-- overhead:start -->");
+    before = text.slice(0, mark);
+    after = text.slice(mark);
   }
   await Deno.writeTextFile(RESULTS, `${before.trimEnd()}\n\n${section}\n${after}`);
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", RESULTS] }).output();

@@ -33,7 +33,7 @@ interface Tracer {
   prefix: string;
   command: string[];
   env?: Record<string, string>;
-  /** Why the tracer cannot run here, when it cannot. */
+  /** The reason the tracer cannot run on this machine, when it cannot. */
   unavailable?: string;
 }
 
@@ -151,11 +151,12 @@ async function prepareHeaders(): Promise<string | undefined> {
 }
 
 async function checkAvailable(list: Tracer[], headersProblem: string | undefined): Promise<void> {
-  const which = async (name: string) => (await run(["sh", "-c", `command -v ${name}`])).success;
+  const isInstalled = async (name: string) =>
+    (await run(["sh", "-c", `command -v ${name}`])).success;
   const hasBcc = (await run(["/usr/bin/python3", "-c", "import bcc"]).catch(() => undefined))
     ?.success;
   for (const tracer of list) {
-    if (tracer.name.startsWith("bpftrace") && !(await which("bpftrace"))) {
+    if (tracer.name.startsWith("bpftrace") && !(await isInstalled("bpftrace"))) {
       tracer.unavailable = "bpftrace is not installed (apt-get install -y bpftrace)";
     }
     if (tracer.name.startsWith("bcc")) {
@@ -648,6 +649,8 @@ async function main(): Promise<void> {
       value: row.countingMs.length ? median(row.countingMs) : undefined,
     })),
   );
+  // Formatted like the rest of the repository, so that `deno fmt --check` accepts the file.
+  await run([DENO, "fmt", "--quiet", CHART]);
 }
 
 await main();

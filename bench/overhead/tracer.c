@@ -31,7 +31,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int bpfscope = strcmp(argv[2], "bpfscope") == 0;
-	const char *wanted = bpfscope ? "count_syscall"
+	const char *program_name = bpfscope ? "count_syscall"
 			     : strcmp(argv[2], "raw_tp") == 0 ? "ovh_raw_enter" : "ovh_tp_enter";
 	const char *map_name = bpfscope ? "syscall_counts" : "counts";
 	int cpus = libbpf_num_possible_cpus();
@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 	}
 	struct bpf_program *program, *chosen = NULL;
 	bpf_object__for_each_program(program, object) {
-		int keep = strcmp(bpf_program__name(program), wanted) == 0;
+		int keep = strcmp(bpf_program__name(program), program_name) == 0;
 		bpf_program__set_autoload(program, keep);
 		if (keep)
 			chosen = program;
@@ -57,7 +57,7 @@ int main(int argc, char **argv)
 	if (bpfscope && map)
 		bpf_map__set_max_entries(map, cpus * 512);
 	if (!chosen || !map || bpf_object__load(object) != 0) {
-		fprintf(stderr, "failed to load %s from %s\n", wanted, argv[1]);
+		fprintf(stderr, "failed to load %s from %s\n", program_name, argv[1]);
 		bpf_object__close(object);
 		return 1;
 	}

@@ -1,10 +1,10 @@
-// The start-up probe of the overhead benchmark: runs a tracer command and
+// The start-up timer of the overhead benchmark: runs a tracer command and
 // reports when its eBPF program appears in the kernel and when that program
 // has counted its first event, both in nanoseconds since the fork. It finds
 // the program among the tracer process's file descriptors: a tracepoint or
 // raw tracepoint program, newer than every program id that existed before the
-// fork, whose name starts with PREFIX (may be empty). It sees
-// events as a run count above zero, with the kernel's run-time statistics
+// fork, whose name starts with PREFIX (may be empty). It detects
+// counted events as a run count above zero, with the kernel's run-time statistics
 // enabled (BPF_ENABLE_STATS) only until then.
 //
 // Output on stdout, one "key value" pair a line: "appeared NS", "counting NS",
@@ -51,8 +51,8 @@ static __u32 max_program_id(void)
 	return id;
 }
 
-// Finds a program that the process `pid` holds a file descriptor of, that is
-// newer than `after` and whose name starts with `prefix`; returns its id, or
+// Finds a program that the process `pid` has an open file descriptor for, that
+// is newer than `after` and whose name starts with `prefix`; returns its id, or
 // 0. Sets *run_count to its run count. The ids come from the "prog_id" lines
 // of /proc/PID/fdinfo, so other processes' programs of the same name, which
 // parallel work on this machine may load, are never taken for the tracer's.
