@@ -202,7 +202,7 @@ async function withTracer<T>(tracer: Tracer, during: () => Promise<T>): Promise<
   try {
     while (!text.includes("ready\n")) {
       const { value, done } = await reader.read();
-      if (done) throw new Error(`${tracer.name} did not start:\n${await stderr}`);
+      if (done) throw new Error(`${tracer.name} failed to start:\n${await stderr}`);
       text += value;
     }
     const result = await during();
