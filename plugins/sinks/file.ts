@@ -96,14 +96,16 @@ export class FileSinkError extends Error {
  * import { FileSink } from "./file.ts";
  *
  * const path = await Deno.makeTempFile({ suffix: ".jsonl" });
- * await using sink = new FileSink({ path });
+ * const sink = new FileSink({ path });
  * const result = await sink.export({
  *   resource: { "service.name": "demo" },
  *   timeUnixNano: 0n,
  *   metrics: [],
  *   logs: [{ timeUnixNano: 0n, severity: "INFO", body: "hello", attributes: {} }],
  * });
+ * await sink.shutdown();
  * console.log(result.ok, await Deno.readTextFile(path));
+ * await Deno.remove(path);
  * ```
  */
 export class FileSink implements Sink {
