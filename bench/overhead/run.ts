@@ -686,4 +686,9 @@ async function main(): Promise<void> {
   await run([DENO, "fmt", "--quiet", CHART]);
 }
 
-await main();
+try {
+  await main();
+} finally {
+  // The sink output of the bpfscope runs is only a side effect of the measurement.
+  for (const path of [SINK_FILE, FOOTPRINT_FILE]) await Deno.remove(path).catch(() => {});
+}
