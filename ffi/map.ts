@@ -20,6 +20,7 @@ import {
   MapEntries,
 } from "./map_dump.ts";
 import { MapMemory } from "./map_memory.ts";
+import { ARRAY_TYPES, HASH_TYPES, LOCK_TYPES, PER_CPU_TYPES, QUEUE_TYPES } from "./_map_kinds.ts";
 import { objectStateOf, type RingBufferOptions, RingBufferReader } from "./ring_buffer.ts";
 import type { LayoutValue } from "./layout.ts";
 import type { Btf } from "./btf.ts";
@@ -97,26 +98,6 @@ export interface UpdateOptions extends ElementOptions {
    */
   flags?: number;
 }
-
-const PER_CPU_TYPES: ReadonlySet<number> = new Set([
-  MapType.PERCPU_ARRAY,
-  MapType.PERCPU_HASH,
-  MapType.LRU_PERCPU_HASH,
-  MapType.PERCPU_CGROUP_STORAGE,
-]);
-const ARRAY_TYPES: ReadonlySet<number> = new Set([MapType.ARRAY, MapType.PERCPU_ARRAY]);
-const QUEUE_TYPES: ReadonlySet<number> = new Set([MapType.QUEUE, MapType.STACK]);
-// The map kinds whose elements bpf_map_lookup_and_delete_elem() takes by key (Linux 5.14).
-const HASH_TYPES: ReadonlySet<number> = new Set([
-  MapType.HASH,
-  MapType.LRU_HASH,
-  MapType.PERCPU_HASH,
-  MapType.LRU_PERCPU_HASH,
-]);
-// The map kinds whose values BPF_F_LOCK can protect from user space (the
-// kernel also allows it for cgroup and local storage maps, which bpfscope
-// does not wrap).
-const LOCK_TYPES: ReadonlySet<number> = new Set([MapType.HASH, MapType.ARRAY]);
 
 /**
  * @internal The key of TypedMap's fast lookup: `map[lookupByPointer](key, value)`

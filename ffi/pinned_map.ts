@@ -13,6 +13,7 @@ import { possibleCpuCount } from "./cpus.ts";
 import { BpfError, ClosedError } from "./errors.ts";
 import { libbpf } from "./libbpf.ts";
 import { libc } from "./libc.ts";
+import { PER_CPU_TYPES, QUEUE_TYPES } from "./_map_kinds.ts";
 import {
   dumpMap,
   type DumpTarget,
@@ -32,13 +33,6 @@ const MAP_INFO_FLAGS = 20;
 const MAP_INFO_NAME = 24;
 const BPF_OBJ_NAME_LEN = 16;
 
-const PER_CPU_TYPES: ReadonlySet<number> = new Set([
-  MapType.PERCPU_ARRAY,
-  MapType.PERCPU_HASH,
-  MapType.LRU_PERCPU_HASH,
-  MapType.PERCPU_CGROUP_STORAGE,
-]);
-const QUEUE_TYPES: ReadonlySet<number> = new Set([MapType.QUEUE, MapType.STACK]);
 const MISSING_PIN_HINT =
   "nothing is pinned at this path: `ls /sys/fs/bpf` lists the pins, and the BPF file system must be mounted there";
 
