@@ -58,14 +58,15 @@ function fillU64(map: BpfMap, count: number): void {
 
 let sink = 0;
 
-const CASES: Case[] = [
-  {
-    name: "lookup_array",
-    unit: "one typed lookup, ARRAY u32 -> u64",
+/** A typed u32 -> u64 lookup of keys 0..KEYS-1 in the filled map `mapName`. */
+function typedLookupCase(name: string, mapName: string, typeName: string): Case {
+  return {
+    name,
+    unit: `one typed lookup, ${typeName} u32 -> u64`,
     target: 1.15,
     iterations: 200_000,
     prepare(object) {
-      const map = object.map("array_u64");
+      const map = object.map(mapName);
       fillU64(map, KEYS);
       const typed = map.typed<number, bigint>();
       const iterations = this.iterations;
@@ -75,7 +76,11 @@ const CASES: Case[] = [
         sink += found;
       };
     },
-  },
+  };
+}
+
+const CASES: Case[] = [
+  typedLookupCase("lookup_array", "array_u64", "ARRAY"),
   {
     name: "lookup_array",
     label: "lookup_array (raw)",
@@ -96,23 +101,7 @@ const CASES: Case[] = [
       };
     },
   },
-  {
-    name: "lookup_hash",
-    unit: "one typed lookup, HASH u32 -> u64",
-    target: 1.15,
-    iterations: 200_000,
-    prepare(object) {
-      const map = object.map("hash_u64");
-      fillU64(map, KEYS);
-      const typed = map.typed<number, bigint>();
-      const iterations = this.iterations;
-      return () => {
-        let found = 0;
-        for (let i = 0; i < iterations; i++) if (typed.get(i & (KEYS - 1)) !== undefined) found++;
-        sink += found;
-      };
-    },
-  },
+  typedLookupCase("lookup_hash", "hash_u64", "HASH"),
   {
     name: "lookup_percpu",
     unit: "one key, all CPUs, PERCPU_ARRAY, typed",
