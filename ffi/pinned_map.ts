@@ -8,7 +8,7 @@
 import { checkInt, cString } from "./_check.ts";
 import { Errno } from "./_errno.ts";
 import { track, untrack } from "./_resources.ts";
-import { MapType, mapTypeName } from "./constants.ts";
+import { mapTypeName } from "./constants.ts";
 import { possibleCpuCount } from "./cpus.ts";
 import { BpfError, ClosedError } from "./errors.ts";
 import { libbpf } from "./libbpf.ts";
@@ -56,7 +56,7 @@ export class PinnedMap implements Disposable {
   readonly name: string;
   /** The map's id, as shown by `bpftool map list`. */
   readonly id: number;
-  /** The map type, a value of {@linkcode MapType}. */
+  /** The map type, a value of `MapType`. */
   readonly type: number;
   /** The key size in bytes. */
   readonly keySize: number;
