@@ -1,6 +1,6 @@
 // Summing u64 values at memory bandwidth. A JavaScript loop over a
 // BigUint64Array allocates a BigInt per element, and two Uint32Array halves
-// still cost several times a vectorised C loop, so the values are copied in
+// still cost several times a vectorised C loop. So the values are copied in
 // cache-sized chunks into WebAssembly memory and summed there with 128-bit
 // SIMD adds. The sum wraps modulo 2^64, like a C loop over uint64_t.
 

@@ -27,7 +27,7 @@ export interface BpfErrorSubject {
   program?: string;
   /** A file path involved in the operation. */
   path?: string;
-  /** Where the operation was directed, such as `to raw tracepoint "sys_enter"`; it follows the names. */
+  /** The target of the operation, such as `to raw tracepoint "sys_enter"`; it follows the names. */
   target?: string;
 }
 

@@ -356,9 +356,9 @@ export class LayoutMismatchError extends BpfError {
   override name = "LayoutMismatchError";
   /** The path of the first field that differs; `""` for the whole value. */
   readonly field: string;
-  /** Where the field is in the declared layout, when it is there. */
+  /** The field's offset and size in the declared layout, when it is there. */
   readonly declared: { offset: number; size: number } | undefined;
-  /** Where the field is in the BTF layout, when it is there. */
+  /** The field's offset and size in the BTF layout, when it is there. */
   readonly btf: { offset: number; size: number } | undefined;
 
   /** Creates the error; `where` names the checked value, such as `the key of map "flows"`. */

@@ -784,7 +784,7 @@ export class BpfMap {
   }
 
   // A struct bpf_spin_lock in a value requires BTF, so the value's BTF type
-  // tells. It is read from the BTF types directly rather than from a layout,
+  // shows whether there is one. It is read from the BTF types directly rather than from a layout,
   // so that a value type that layouts cannot model leaves the byte methods working.
   #valueHasSpinLock(): boolean {
     if (this.#spinLock === undefined) {

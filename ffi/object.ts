@@ -555,7 +555,7 @@ export class OpenProgram {
 
 /**
  * A loaded eBPF object: its maps exist in the kernel and its programs are
- * loaded. It owns its maps, programs, links and memory views; closing it
+ * loaded. It owns its maps, programs, links and memory views. Closing it
  * detaches every link, unmaps every view and unloads the programs (links and
  * views taken out with `disown()` excepted).
  *
@@ -864,7 +864,7 @@ function restoreInitialValues(
   }
 }
 
-// libbpf also answers ENOENT for a file it cannot use: one stripped of its
+// libbpf also returns ENOENT for a file it cannot use: one stripped of its
 // symbol table or of BTF that the object needs.
 function missingFileHint(path: string | undefined): string {
   if (path === undefined || libc().access(cString(path), 0) !== 0) return "check the path";
@@ -913,13 +913,13 @@ function trackOpened(opened: OpenObject, pointer: Deno.PointerObject): object {
 }
 
 // The cleanup must not be created inside a method: V8 would let it share the
-// method's context, which holds `this` when another closure there uses it,
+// method's context, which contains `this` when another closure there uses it,
 // and the registry would then keep the object alive forever.
 function closeObjectLater(pointer: Deno.PointerObject): () => void {
   return () => libbpf().bpf_object__close(pointer);
 }
 
-// libbpf answers EOPNOTSUPP when a section alone does not say where to attach
+// libbpf returns EOPNOTSUPP when a section alone does not say where to attach
 // (a bare SEC("raw_tp"), SEC("kprobe"), SEC("xdp"), cgroup programs).
 function attachUnlessNoTarget(program: BpfProgram): BpfLink | undefined {
   try {

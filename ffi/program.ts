@@ -193,7 +193,7 @@ export class BpfProgram {
    * `/sys/kernel/tracing/available_events`). Needs tracefs to be mounted.
    *
    * @throws {BpfError} with code `ENOENT` when the tracepoint does not exist or
-   * tracefs is not mounted (the message says which, and how to mount it)
+   * tracefs is not mounted (the message names which, and how to mount it)
    * @throws {ClosedError} after the object is closed
    */
   attachTracepoint(category: string, name: string): BpfLink {

@@ -43,7 +43,7 @@ import { BpfError } from "../ffi/errors.ts";
 const DEFAULT_QUEUE_SIZE = 8;
 const DEFAULT_MAX_EVENTS = 10_000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5_000;
-// The least time a probe's collect() gets before a collection goes on without it.
+// The minimum time a probe's collect() gets before a collection goes on without it.
 const COLLECT_TIMEOUT_MS = 1_000;
 const MIN_INTERVAL_MS = 10;
 const MAX_INTERVAL_MS = 86_400_000;
@@ -743,8 +743,8 @@ async function exportSafely(sink: Sink, batch: Batch): Promise<ExportResult> {
 }
 
 /**
- * Runs a plugin's factory; an error that is not one of bpfscope's own (which
- * already name what failed) is wrapped in one that names the plugin.
+ * Runs a plugin's factory and wraps an error that is not one of bpfscope's
+ * own in one that names the plugin. bpfscope's errors already name what failed.
  */
 async function named<T>(what: string, run: () => T | Promise<T>): Promise<T> {
   try {

@@ -3,7 +3,7 @@
  * keep, and their conversion to explicit upper bounds for sinks.
  *
  * Log2 buckets follow bpftrace's `hist()` and the `log2l` helpers in BCC
- * tools: bucket 0 holds the value 0, and bucket `k >= 1` holds the integers
+ * tools: bucket 0 contains the value 0, and bucket `k >= 1` contains the integers
  * `2^(k-1)` to `2^k - 1`. As explicit buckets, bucket `k` has the inclusive
  * upper bound `2^k - 1` (0, 1, 3, 7, ...), which is exact for integer values
  * with the `le` (less than or equal) semantics of Prometheus and of
@@ -131,7 +131,7 @@ export function explicitToLog2(buckets: ExplicitBuckets): Log2Buckets | undefine
 }
 
 /**
- * Linear buckets as an eBPF program keeps them: bucket `i` holds the integers
+ * Linear buckets as an eBPF program keeps them: bucket `i` contains the integers
  * `min + i * width` to `min + (i + 1) * width - 1`.
  *
  * @example Buckets 0-9, 10-19, 20-29
@@ -213,7 +213,7 @@ export function linearToExplicit(buckets: LinearBuckets): ExplicitBuckets {
 }
 
 /**
- * Returns the index of the explicit bucket that holds `value`: the first
+ * Returns the index of the explicit bucket that contains `value`: the first
  * bound `>= value`, or `bounds.length` (the overflow bucket) when `value` is
  * above every bound.
  *
