@@ -8,6 +8,7 @@
 import { BpfError } from "./errors.ts";
 import { Errno } from "./_errno.ts";
 import { readEnv } from "./_env.ts";
+import { lazySymbols } from "./_lazy_symbols.ts";
 
 /**
  * The environment variable that names the libbpf shared library to load,
@@ -31,10 +32,14 @@ const SONAMES = [
   "/usr/lib/libbpf.so.1",
 ];
 
-const SYMBOLS = {
-  // Library.
+const VERSION_SYMBOLS = {
   libbpf_major_version: { parameters: [], result: "u32" }, // __u32 libbpf_major_version(void)
   libbpf_minor_version: { parameters: [], result: "u32" }, // __u32 libbpf_minor_version(void)
+} as const satisfies Deno.ForeignLibraryInterface;
+
+const SYMBOLS = {
+  // Library.
+  ...VERSION_SYMBOLS,
   libbpf_strerror: { parameters: ["i32", "buffer", "usize"], result: "i32" }, // int (int err, char *buf, size_t size)
   libbpf_set_print: { parameters: ["function"], result: "function" }, // libbpf_print_fn_t (libbpf_print_fn_t fn)
   libbpf_num_possible_cpus: { parameters: [], result: "i32" }, // int (void)
@@ -176,9 +181,19 @@ function openLibbpf(): Libbpf {
 
   for (const path of candidates) {
     try {
-      const library = Deno.dlopen(path, SYMBOLS);
-      checkVersion(library.symbols, path);
-      return library.symbols;
+      // Only the version symbols are bound here; the rest are bound on first use.
+      const probe = Deno.dlopen(path, VERSION_SYMBOLS).symbols;
+      checkVersion(probe, path);
+      return lazySymbols(path, SYMBOLS, (name, error) => {
+        throw new BpfError({
+          op: "load libbpf",
+          errno: Errno.ENOSYS,
+          path,
+          detail: `symbol ${name} is missing`,
+          hint: `install libbpf 1.1 or newer, or set ${LIBBPF_PATH_ENV} to a complete libbpf`,
+          cause: error,
+        });
+      });
     } catch (error) {
       if (isPermissionError(error) || error instanceof BpfError) throw error;
       failures.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
@@ -203,7 +218,10 @@ function isPermissionError(error: unknown): boolean {
   return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
 }
 
-function checkVersion(lib: Libbpf, path: string): void {
+function checkVersion(
+  lib: Deno.DynamicLibrary<typeof VERSION_SYMBOLS>["symbols"],
+  path: string,
+): void {
   const major = lib.libbpf_major_version();
   const minor = lib.libbpf_minor_version();
   const tooOld = major < MIN_LIBBPF_VERSION.major ||

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { lazySymbols } from "./_lazy_symbols.ts";
+
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" }, // int *__errno_location(void)
   strerror: { parameters: ["i32"], result: "pointer" }, // char *strerror(int errnum)
@@ -66,7 +68,9 @@ let loaded: Libc | undefined;
 
 /** Returns the C library symbols, loading glibc on first use. */
 export function libc(): Libc {
-  loaded ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  loaded ??= lazySymbols("libc.so.6", SYMBOLS, (name, error) => {
+    throw new Error(`The C library libc.so.6 has no usable symbol ${name}`, { cause: error });
+  });
   return loaded;
 }
 

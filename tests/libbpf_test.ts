@@ -30,3 +30,33 @@ Deno.test("a missing BPFSCOPE_LIBBPF_PATH library lists what was tried", async (
     /check BPFSCOPE_LIBBPF_PATH, or unset it to search the standard paths/,
   );
 });
+
+Deno.test("a libbpf without a symbol bpfscope uses names the symbol", async () => {
+  // Symbols are bound on first use, so a library that passes the version
+  // check but lacks a function fails at that function, with its name.
+  const directory = await Deno.makeTempDir({ prefix: "bpfscope-fake-libbpf-" });
+  try {
+    const source = `${directory}/fake.c`;
+    const library = `${directory}/libbpf.so.1`;
+    await Deno.writeTextFile(
+      source,
+      "unsigned int libbpf_major_version(void) { return 1; }\n" +
+        "unsigned int libbpf_minor_version(void) { return 1; }\n",
+    );
+    const build = await run("clang", ["-shared", "-fPIC", "-o", library, source]);
+    assert.equal(build.code, 0, build.stderr);
+
+    const result = await run(Deno.execPath(), [
+      "run",
+      "--allow-all",
+      repoPath("tests/_scripts/load_probe.ts"),
+    ], { env: { BPFSCOPE_LIBBPF_PATH: library } });
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as { name: string; message: string };
+    assert.equal(report.name, "BpfError");
+    assert.match(report.message, /^Failed to load libbpf .*: symbol \w+ is missing/);
+    assert.match(report.message, /install libbpf 1\.1 or newer/);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
