@@ -143,8 +143,12 @@ function installCallback(): void {
   // callback (blocking until it runs), or print them to standard error
   // through libbpf's default when the main thread never installed one.
   callback = new Deno.UnsafeCallback(PRINT_FN, (level, format, args) => {
-    const message = formatMessage(format, args);
     const name = LEVELS[level] ?? "debug";
+    // libbpf sends dozens of debug messages per load. They reach no one
+    // unless the logger asked for them (a failed call attaches only the
+    // others), so they are not formatted.
+    if (name === "debug" && (setting.logger === null || setting.level !== "debug")) return 0;
+    const message = formatMessage(format, args);
     if (captured !== undefined) captured.push({ level: name, message });
     else forward([{ level: name, message }]);
     return 0;
