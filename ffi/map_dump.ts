@@ -6,7 +6,6 @@
  * @module
  */
 
-import { setImmediate } from "node:timers";
 import { type CallContext, checkInt } from "./_check.ts";
 import { Errno } from "./_errno.ts";
 import { GrowableBytes } from "./_growable_bytes.ts";
@@ -795,9 +794,14 @@ function roundUp8(size: number): number {
 }
 
 // Lets timers and I/O run; setImmediate does not wait for the 1 ms or more
-// that a setTimeout(0) takes.
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+// that a setTimeout(0) takes. node:timers is imported on first use because
+// loading Deno's Node.js layer costs about 3 ms of every program's start-up.
+let setImmediateFn: ((callback: () => void) => unknown) | undefined;
+
+async function nextTurn(): Promise<void> {
+  setImmediateFn ??= (await import("node:timers")).setImmediate;
+  const schedule = setImmediateFn;
+  return new Promise((resolve) => schedule(resolve));
 }
 
 // Buffers are sized by the batch, so a batch larger than the map would only
