@@ -681,7 +681,6 @@ const BASE64 = [
  * console.log(opened.programNames);
  * ```
  */
-export const PROCESS_OBJECT: Uint8Array = Uint8Array.from(
-  atob(BASE64),
-  (char) => char.charCodeAt(0),
-);
+export const PROCESS_OBJECT: Uint8Array = typeof Uint8Array.fromBase64 === "function"
+  ? Uint8Array.fromBase64(BASE64)
+  : Uint8Array.from(atob(BASE64), (char) => char.charCodeAt(0));
