@@ -16,6 +16,21 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
+/*
+ * The two kernel structures the program reads, reduced to the members it
+ * reads. CO-RE matches them to the kernel's task_struct and thread_info by
+ * name (the ___ suffix is dropped) and fixes the offsets at load. Declaring
+ * vmlinux.h's full task_struct instead put about 25 KB of BTF in the object,
+ * which libbpf and the kernel then processed at every start.
+ */
+struct thread_info___bpfscope {
+	__u32 status;
+} __attribute__((preserve_access_index));
+
+struct task_struct___bpfscope {
+	struct thread_info___bpfscope thread_info;
+} __attribute__((preserve_access_index));
+
 #define SYSCALL_SLOTS 512
 #define OTHER_SLOT (SYSCALL_SLOTS - 1)
 
@@ -43,7 +58,7 @@ int count_syscall(struct bpf_raw_tracepoint_args *ctx)
 	 */
 	/* A BTF-typed task pointer allows a direct load instead of a
 	 * bpf_probe_read_kernel() call, which costs several ns per syscall. */
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct___bpfscope *task = (void *)bpf_get_current_task_btf();
 
 	if (task->thread_info.status & 0x0002)
 		slot = OTHER_SLOT;
