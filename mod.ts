@@ -151,6 +151,12 @@ export {
 } from "./ffi/logger.ts";
 export { LIBBPF_PATH_ENV, libbpfVersion } from "./ffi/libbpf.ts";
 export {
+  cachedKernelBtf,
+  createKernelBtfCache,
+  KERNEL_BTF_CACHE_DIR,
+  type KernelBtfCacheResult,
+} from "./ffi/kernel_btf_cache.ts";
+export {
   MapFlags,
   MapType,
   mapTypeName,

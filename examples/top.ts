@@ -14,6 +14,9 @@
  */
 
 import { parseArgs } from "node:util";
+import { PROCESS_OBJECT } from "../bpf/process_object.ts";
+import { SYSCALLS_OBJECT } from "../bpf/syscalls_object.ts";
+import { createKernelBtfCache } from "../ffi/kernel_btf_cache.ts";
 import { type ProcessEvent, ProcessProbe } from "../plugins/probes/process.ts";
 import {
   type SyscallCount,
@@ -296,6 +299,12 @@ async function main(): Promise<number> {
 
   using probe = SyscallsProbe.open();
   using processes = options.events ? ProcessProbe.open() : undefined;
+  // Makes the next start in this boot faster (see ffi/kernel_btf_cache.ts);
+  // without --allow-run and --allow-write it is skipped.
+  const caching = Promise.all([
+    createKernelBtfCache(SYSCALLS_OBJECT),
+    ...(processes ? [createKernelBtfCache(PROCESS_OBJECT)] : []),
+  ]);
   const interactive = Deno.stdout.isTerminal();
   const first = probe.read();
   let previous = first;
@@ -351,6 +360,7 @@ async function main(): Promise<number> {
 
   const last = probe.read();
   probe.close();
+  await caching;
   write(`${renderSummary(last.since(first), (last.time - first.time) / 1000)}\n`);
   if (processes !== undefined) {
     write(

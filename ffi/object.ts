@@ -24,6 +24,11 @@ import { MapFlags } from "./constants.ts";
 import { libbpf } from "./libbpf.ts";
 import { libc } from "./libc.ts";
 import type { BpfLink } from "./link.ts";
+import {
+  cachedKernelBtf,
+  KERNEL_BTF_CACHE_DIR,
+  removeCachedKernelBtf,
+} from "./kernel_btf_cache.ts";
 import { captureLibbpfOutput } from "./logger.ts";
 import { BpfMap } from "./map.ts";
 import { BpfProgram } from "./program.ts";
@@ -75,11 +80,24 @@ export interface OpenObjectOptions {
    * @default 67108864 (64 MiB)
    */
   maxLogSize?: number;
+  /**
+   * Use this boot's cached minimal kernel BTF for the object's CO-RE
+   * relocations when there is one, so that libbpf does not parse the
+   * kernel's whole BTF (about 7 ms): `true` for the cache in
+   * {@linkcode KERNEL_BTF_CACHE_DIR}, or the cache directory. Opening never
+   * creates the file; {@linkcode createKernelBtfCache} does. When a load
+   * with the file fails, the file is removed and the load is retried with
+   * the kernel's BTF, so a bad file costs one extra attempt and no error.
+   *
+   * @default false
+   */
+  kernelBtfCache?: boolean | string;
 }
 
 // struct bpf_object_open_opts (libbpf.h, libbpf 1.0 to 1.5): size and field offsets.
 const OPEN_OPTS_SIZE = 80;
 const OPEN_OPTS_OBJECT_NAME = 8;
+const OPEN_OPTS_BTF_CUSTOM_PATH = 48;
 const OPEN_OPTS_KERNEL_LOG_BUF = 56;
 const OPEN_OPTS_KERNEL_LOG_SIZE = 64;
 
@@ -158,6 +176,8 @@ export class OpenObject implements Disposable {
   // not outlive load or close.
   #globals = new Set<GlobalsMemory>();
   #token: object | undefined;
+  // The cached minimal kernel BTF that the next load uses, if any.
+  #kernelBtf: string | undefined;
 
   /** @internal Use {@linkcode openObject}. */
   constructor(source: ObjectSource, options: OpenObjectOptions) {
@@ -179,6 +199,7 @@ export class OpenObject implements Disposable {
         `Invalid maxLogSize: ${this.#maxLogSize} is smaller than logSize ${this.#logSize}`,
       );
     }
+    this.#kernelBtf = findKernelBtf(this.#source, options.kernelBtfCache);
     this.#native = this.#open(this.#logSize);
     this.#token = trackOpened(this, this.#native.pointer);
   }
@@ -285,12 +306,15 @@ export class OpenObject implements Disposable {
     let logSize = this.#logSize;
     // What globals() wrote before load, replayed if a retry reopens the object.
     const initialValues = saveInitialValues(native.pointer);
+    // The cached kernel BTF of a failed attempt, removed if the next one succeeds.
+    let failedKernelBtf: string | undefined;
 
     for (;;) {
       const result = captureLibbpfOutput(() =>
         checkInt(libbpf().bpf_object__load(native.pointer), "load", { object: this.name })
       );
       if (result.ok) {
+        if (failedKernelBtf !== undefined) removeCachedKernelBtf(failedKernelBtf);
         this.#closeGlobals();
         this.#native = null;
         this.#state = "loaded";
@@ -300,11 +324,21 @@ export class OpenObject implements Disposable {
 
       const error = loadError(result.error, result.output, native.log, this.name);
       const grow = error instanceof VerifierError && error.truncated && logSize < this.#maxLogSize;
+      const cached = this.#kernelBtf;
       this.close();
-      if (!grow) throw error;
+      if (!grow && cached === undefined) throw error;
 
-      // The log did not fit: load again from scratch with a larger buffer.
-      logSize = Math.min(logSize * 8, this.#maxLogSize);
+      if (cached !== undefined) {
+        // Whatever failed, the next attempt runs as if there were no cache,
+        // so that a stale or damaged file cannot cause an error of its own.
+        // The file is removed only if that attempt succeeds: a load that
+        // fails for another reason, such as EPERM, keeps a good cache.
+        this.#kernelBtf = undefined;
+        failedKernelBtf = cached;
+      } else {
+        // The log did not fit: load again from scratch with a larger buffer.
+        logSize = Math.min(logSize * 8, this.#maxLogSize);
+      }
       native = this.#open(logSize);
       this.#token = trackOpened(this, native.pointer);
       this.#native = native;
@@ -339,6 +373,12 @@ export class OpenObject implements Disposable {
     view.setBigUint64(OPEN_OPTS_OBJECT_NAME, addressOf(nameBuffer), true);
     view.setBigUint64(OPEN_OPTS_KERNEL_LOG_BUF, addressOf(log), true);
     view.setBigUint64(OPEN_OPTS_KERNEL_LOG_SIZE, BigInt(logSize), true);
+    const keepAlive = [nameBuffer, opts, log];
+    if (this.#kernelBtf !== undefined) {
+      const btfPath = cString(this.#kernelBtf);
+      keepAlive.push(btfPath);
+      view.setBigUint64(OPEN_OPTS_BTF_CUSTOM_PATH, addressOf(btfPath), true);
+    }
     // kernel_log_level stays 0: libbpf loads without a log first and retries
     // a failed program with log level 1 into this buffer.
 
@@ -360,7 +400,7 @@ export class OpenObject implements Disposable {
     );
     if (!result.ok) throw openError(result.error, result.output, source instanceof Uint8Array);
 
-    const native = { pointer: result.value, keepAlive: [nameBuffer, opts, log], log };
+    const native = { pointer: result.value, keepAlive, log };
     if (source instanceof Uint8Array) native.keepAlive.push(source);
     if (programPointers(native.pointer).length === 0) {
       libbpf().bpf_object__close(native.pointer);
@@ -935,6 +975,25 @@ function defaultName(source: ObjectSource): string {
   const path = pathOf(source);
   const base = path.slice(path.lastIndexOf("/") + 1);
   return base.replace(/(\.bpf)?\.o$/, "") || base;
+}
+
+// The cached kernel BTF for the object, when the caller asked for the cache
+// and this process may read the object's bytes to name the entry.
+function findKernelBtf(
+  source: string | URL | Uint8Array,
+  cache: boolean | string | undefined,
+): string | undefined {
+  if (cache === undefined || cache === false) return undefined;
+  const dir = cache === true ? KERNEL_BTF_CACHE_DIR : cache;
+  if (source instanceof Uint8Array) return cachedKernelBtf(source, dir);
+  const path = pathOf(source);
+  try {
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
+    return cachedKernelBtf(Deno.readFileSync(path), dir);
+  } catch {
+    // An unreadable file is reported by libbpf's open, with its own message.
+    return undefined;
+  }
 }
 
 function pathOf(source: string | URL): string {

@@ -8,9 +8,36 @@ import {
   SyscallsProbe,
 } from "../plugins/probes/syscalls.ts";
 import { possibleCpuCount } from "../ffi/cpus.ts";
+import { SYSCALLS_OBJECT } from "../bpf/syscalls_object.ts";
+import { createKernelBtfCache } from "../ffi/kernel_btf_cache.ts";
 import { kernelTest, programExists, programGone, repoPath, run } from "./_helpers.ts";
 
 const GETPPID = 110; // x86_64
+
+// The probe's CO-RE relocation (the ia32 check) resolved against the kernel's
+// own BTF and against a minimal BTF from the cache must count the same.
+const BTF_SOURCES = [
+  {
+    name: "kernel BTF",
+    prepare: () => Promise.resolve({ option: false, [Symbol.asyncDispose]: async () => {} }),
+  },
+  {
+    name: "cached minimal BTF",
+    async prepare() {
+      const dir = await Deno.makeTempDir({ prefix: "bpfscope-btf-cache-" });
+      const result = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
+      assert.ok("path" in result && result.created, JSON.stringify(result));
+      return {
+        option: dir,
+        async [Symbol.asyncDispose]() {
+          // The file is still there: a load that had failed with it would have removed it.
+          assert.ok(await Deno.stat(result.path));
+          await Deno.remove(dir, { recursive: true });
+        },
+      };
+    },
+  },
+];
 
 /** Runs `fn` with the calling thread pinned to the first CPU it may run on, and returns that CPU. */
 function onOneCpu(fn: () => void): number {
@@ -43,64 +70,68 @@ Deno.test("syscallName() names x86_64 syscalls and the other slot", () => {
   assert.equal(syscallName(335), "syscall_335"); // a gap in the x86_64 table
 });
 
-Deno.test({
-  name: "SyscallsProbe counts getppid calls on the CPU that made them",
-  ...kernelTest(),
-  fn() {
-    using probe = SyscallsProbe.open();
-    assert.equal(probe.cpus, possibleCpuCount());
-    const calls = 10_000;
-    let before = probe.read();
-    let after = before;
-    const cpu = onOneCpu(() => {
-      before = probe.read();
-      for (let i = 0; i < calls; i++) libc().getppid();
-      after = probe.read();
-    });
+for (const btf of BTF_SOURCES) {
+  Deno.test({
+    name: `SyscallsProbe counts getppid calls on the CPU that made them (${btf.name})`,
+    ...kernelTest(),
+    async fn() {
+      await using source = await btf.prepare();
+      using probe = SyscallsProbe.open({ kernelBtfCache: source.option });
+      assert.equal(probe.cpus, possibleCpuCount());
+      const calls = 10_000;
+      let before = probe.read();
+      let after = before;
+      const cpu = onOneCpu(() => {
+        before = probe.read();
+        for (let i = 0; i < calls; i++) libc().getppid();
+        after = probe.read();
+      });
 
-    const delta = after.since(before);
-    assert.ok(
-      delta.count(cpu, GETPPID) >= calls,
-      `cpu ${cpu}: ${delta.count(cpu, GETPPID)} < ${calls}`,
-    );
-    assert.ok(delta.syscallTotal(GETPPID) >= calls);
-    assert.ok(delta.total >= calls);
-    assert.equal(delta.counts.length, probe.cpus * SYSCALL_SLOTS);
-    assert.equal(delta.top(1)[0]?.name, syscallName(GETPPID));
-  },
-});
-
-Deno.test({
-  name: "SyscallsProbe counts ia32 syscalls as other",
-  ignore: Deno.build.arch !== "x86_64" || kernelTest().ignore,
-  async fn() {
-    const directory = await Deno.makeTempDir({ prefix: "bpfscope-ia32-" });
-    try {
-      const binary = `${directory}/ia32_syscalls`;
-      const build = await run("clang", [
-        "-O1",
-        "-o",
-        binary,
-        repoPath("tests/fixtures/ia32_syscalls.c"),
-      ]);
-      assert.equal(build.code, 0, build.stderr);
-
-      using probe = SyscallsProbe.open();
-      const writev = 20;
-      const before = probe.read();
-      const result = await run(binary, []);
-      const delta = probe.read().since(before);
-      assert.equal(result.code, 0, result.stderr);
+      const delta = after.since(before);
       assert.ok(
-        delta.syscallTotal(OTHER_SLOT) >= 100_000,
-        `other: ${delta.syscallTotal(OTHER_SLOT)}`,
+        delta.count(cpu, GETPPID) >= calls,
+        `cpu ${cpu}: ${delta.count(cpu, GETPPID)} < ${calls}`,
       );
-      assert.ok(delta.syscallTotal(writev) < 1000, `writev: ${delta.syscallTotal(writev)}`);
-    } finally {
-      await Deno.remove(directory, { recursive: true });
-    }
-  },
-});
+      assert.ok(delta.syscallTotal(GETPPID) >= calls);
+      assert.ok(delta.total >= calls);
+      assert.equal(delta.counts.length, probe.cpus * SYSCALL_SLOTS);
+      assert.equal(delta.top(1)[0]?.name, syscallName(GETPPID));
+    },
+  });
+
+  Deno.test({
+    name: `SyscallsProbe counts ia32 syscalls as other (${btf.name})`,
+    ignore: Deno.build.arch !== "x86_64" || kernelTest().ignore,
+    async fn() {
+      await using source = await btf.prepare();
+      const directory = await Deno.makeTempDir({ prefix: "bpfscope-ia32-" });
+      try {
+        const binary = `${directory}/ia32_syscalls`;
+        const build = await run("clang", [
+          "-O1",
+          "-o",
+          binary,
+          repoPath("tests/fixtures/ia32_syscalls.c"),
+        ]);
+        assert.equal(build.code, 0, build.stderr);
+
+        using probe = SyscallsProbe.open({ kernelBtfCache: source.option });
+        const writev = 20;
+        const before = probe.read();
+        const result = await run(binary, []);
+        const delta = probe.read().since(before);
+        assert.equal(result.code, 0, result.stderr);
+        assert.ok(
+          delta.syscallTotal(OTHER_SLOT) >= 100_000,
+          `other: ${delta.syscallTotal(OTHER_SLOT)}`,
+        );
+        assert.ok(delta.syscallTotal(writev) < 1000, `writev: ${delta.syscallTotal(writev)}`);
+      } finally {
+        await Deno.remove(directory, { recursive: true });
+      }
+    },
+  });
+}
 
 Deno.test({
   name: "SyscallsProbe.close() unloads the program and reads throw",

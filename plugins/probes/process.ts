@@ -176,6 +176,12 @@ export interface ProcessProbeOptions {
    * {@linkcode ProcessProbe.droppedEvents}. Default 256 KiB.
    */
   ringBufferBytes?: number;
+  /**
+   * Use the cached minimal kernel BTF when there is one: see `OpenObjectOptions.kernelBtfCache`.
+   *
+   * @default true
+   */
+  kernelBtfCache?: boolean | string;
 }
 
 /**
@@ -235,7 +241,10 @@ export class ProcessProbe implements AsyncIterable<ProcessEvent>, Disposable, As
     checkRingBufferBytes(ringBytes);
     options.signal?.throwIfAborted();
 
-    const opened = openObject(PROCESS_OBJECT, { name: "process" });
+    const opened = openObject(PROCESS_OBJECT, {
+      name: "process",
+      kernelBtfCache: options.kernelBtfCache ?? true,
+    });
     let object: BpfObject | undefined;
     try {
       if (ringBytes !== DEFAULT_RING_BYTES) opened.map(RING_MAP).setMaxEntries(ringBytes);

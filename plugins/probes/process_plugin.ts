@@ -6,6 +6,8 @@
  * @module
  */
 
+import { PROCESS_OBJECT } from "../../bpf/process_object.ts";
+import { createKernelBtfCache } from "../../ffi/kernel_btf_cache.ts";
 import { CLOCK_REALTIME, clockNs } from "../../ffi/clock.ts";
 import type { Attributes, LogRecord, Metric, Probe, ProbePlugin, ProgramStats } from "../plugin.ts";
 import { registry } from "../registry.ts";
@@ -100,6 +102,9 @@ class ProcessPluginProbe implements Probe {
   #attachedUnixNano: bigint;
   #counts = { "process.exec": 0, "process.exit": 0 };
 
+  // The next start of the probe in this boot skips parsing the kernel's
+  // BTF; see ffi/kernel_btf_cache.ts. Failures only leave the cache empty.
+  #kernelBtfCache = createKernelBtfCache(PROCESS_OBJECT);
   constructor(probe: ProcessProbe, attachedUnixNano: bigint) {
     this.#probe = probe;
     this.#attachedUnixNano = attachedUnixNano;
@@ -134,8 +139,8 @@ class ProcessPluginProbe implements Probe {
     return programStatsOf(this.#probe.object);
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
     this.#probe.close();
-    return Promise.resolve();
+    await this.#kernelBtfCache;
   }
 }

@@ -8,7 +8,7 @@
 import { SYSCALLS_OBJECT } from "../../bpf/syscalls_object.ts";
 import { possibleCpuCount } from "../../ffi/cpus.ts";
 import type { MapMemory } from "../../ffi/map_memory.ts";
-import { type BpfObject, openObject } from "../../ffi/object.ts";
+import { type BpfObject, openObject, type OpenObjectOptions } from "../../ffi/object.ts";
 import { SYSCALL_NAMES_X86_64 } from "./_syscall_names_x86_64.ts";
 
 /**
@@ -181,11 +181,15 @@ export class SyscallsProbe implements Disposable {
    * Loads the probe's eBPF object, attaches its program and maps its table.
    * Needs root, or CAP_BPF and CAP_PERFMON.
    *
+   * @param options `kernelBtfCache`: see {@linkcode OpenObjectOptions.kernelBtfCache}; on by default
    * @throws {BpfError} when loading or attaching fails, such as `EPERM` without privileges
    */
-  static open(): SyscallsProbe {
+  static open(options: Pick<OpenObjectOptions, "kernelBtfCache"> = {}): SyscallsProbe {
     const cpus = possibleCpuCount();
-    const opened = openObject(SYSCALLS_OBJECT, { name: "syscalls" });
+    const opened = openObject(SYSCALLS_OBJECT, {
+      name: "syscalls",
+      kernelBtfCache: options.kernelBtfCache ?? true,
+    });
     let object: BpfObject | undefined;
     try {
       opened.map("syscall_counts").setMaxEntries(cpus * SYSCALL_SLOTS);

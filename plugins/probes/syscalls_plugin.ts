@@ -5,6 +5,8 @@
  * @module
  */
 
+import { SYSCALLS_OBJECT } from "../../bpf/syscalls_object.ts";
+import { createKernelBtfCache } from "../../ffi/kernel_btf_cache.ts";
 import { CLOCK_REALTIME, clockNs } from "../../ffi/clock.ts";
 import type { Metric, NumberPoint, Probe, ProbePlugin, ProgramStats } from "../plugin.ts";
 import { registry } from "../registry.ts";
@@ -97,6 +99,9 @@ class SyscallsPluginProbe implements Probe {
   #perCpu: boolean;
   #attachedUnixNano: bigint;
 
+  // The next start of the probe in this boot skips parsing the kernel's
+  // BTF; see ffi/kernel_btf_cache.ts. Failures only leave the cache empty.
+  #kernelBtfCache = createKernelBtfCache(SYSCALLS_OBJECT);
   constructor(probe: SyscallsProbe, options: SyscallsPluginOptions, attachedUnixNano: bigint) {
     this.#probe = probe;
     this.#perCpu = options.perCpu;
@@ -135,8 +140,8 @@ class SyscallsPluginProbe implements Probe {
     return programStatsOf(this.#probe.object);
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
     this.#probe.close();
-    return Promise.resolve();
+    await this.#kernelBtfCache;
   }
 }
