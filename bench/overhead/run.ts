@@ -11,6 +11,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { SYSCALLS_OBJECT } from "../../bpf/syscalls_object.ts";
+import { createKernelBtfCache, type KernelBtfCacheResult } from "../../ffi/kernel_btf_cache.ts";
 import { writeChart } from "./chart.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -35,6 +37,8 @@ interface Tracer {
   env?: Record<string, string>;
   /** The reason the tracer cannot run on this machine, when it cannot. */
   unavailable?: string;
+  /** Measured for start-up only: its program and its overhead are another row's. */
+  startupOnly?: boolean;
 }
 
 /** The outcome of one tracer's run under bench/overhead/watch.c. */
@@ -50,6 +54,12 @@ function tracers(): Tracer[] {
       name: "bpfscope, sinks off",
       prefix: "count_syscall",
       command: [DENO, "run", "--allow-all", `${HERE}probe.ts`],
+    },
+    {
+      name: "bpfscope, sinks off, no BTF cache",
+      prefix: "count_syscall",
+      command: [DENO, "run", "--allow-all", `${HERE}probe.ts`, "--no-btf-cache"],
+      startupOnly: true,
     },
     {
       name: "bpfscope, sinks on",
@@ -243,7 +253,12 @@ interface Overhead {
   problem?: string;
 }
 
-async function measureOverhead(list: Tracer[], calls: number, rounds: number): Promise<Overhead[]> {
+async function measureOverhead(
+  all: Tracer[],
+  calls: number,
+  rounds: number,
+): Promise<Overhead[]> {
+  const list = all.filter((tracer) => !tracer.startupOnly);
   const results = list.map((tracer): Overhead => ({
     tracer: tracer.name,
     perEvent: [],
@@ -293,6 +308,8 @@ interface Startup {
   importedMs?: number[];
   /** For bpfscope: ms from the process's time origin to the probe attached, per round. */
   openedMs?: number[];
+  /** For bpfscope: the same without the kernel BTF cache, per round. */
+  openedColdMs?: number[];
   appearedMs: number[];
   countingMs: number[];
   problem?: string;
@@ -301,6 +318,7 @@ interface Startup {
 async function measureStartup(list: Tracer[], rounds: number): Promise<Startup[]> {
   const names = [
     "bpfscope, sinks off",
+    "bpfscope, sinks off, no BTF cache",
     "bpfscope, sinks on",
     "C libbpf, raw tracepoint",
     "C libbpf, bpfscope's program",
@@ -350,14 +368,27 @@ async function measureStartup(list: Tracer[], rounds: number): Promise<Startup[]
 // Splits bpfscope's start-up with the times that bench/overhead/probe.ts
 // reports from inside the process.
 async function timeProbeOpen(result: Startup): Promise<void> {
-  const output = await run([DENO, "run", "--allow-all", `${HERE}probe.ts`, "--timings"]);
-  if (!output.success) return;
-  const timings = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-    importedMs: number;
-    openedMs: number;
+  const timings = async (...flags: string[]) => {
+    const output = await run([
+      DENO,
+      "run",
+      "--allow-all",
+      `${HERE}probe.ts`,
+      "--timings",
+      ...flags,
+    ]);
+    if (!output.success) return undefined;
+    return JSON.parse(new TextDecoder().decode(output.stdout)) as {
+      importedMs: number;
+      openedMs: number;
+    };
   };
-  (result.importedMs ??= []).push(timings.importedMs);
-  (result.openedMs ??= []).push(timings.openedMs);
+  const warm = await timings();
+  const cold = await timings("--no-btf-cache");
+  if (!warm || !cold) return;
+  (result.importedMs ??= []).push(warm.importedMs);
+  (result.openedMs ??= []).push(warm.openedMs);
+  (result.openedColdMs ??= []).push(cold.openedMs);
 }
 
 interface Footprint {
@@ -464,6 +495,7 @@ function formatReport(
   overhead: Overhead[],
   startup: Startup[],
   footprint: Footprint,
+  cache: KernelBtfCacheResult,
 ): string {
   const fixed = (value: number, digits = 1) => value.toFixed(digits);
   const bpfscope = median(overhead.find((row) => row.tracer === "bpfscope, sinks off")!.perEvent);
@@ -531,7 +563,7 @@ function formatReport(
     "| --- | --- | --- | --- |",
     ...startupRows,
     "",
-    ...startupNote(startup),
+    ...startupNote(startup, cache),
     "### Agent footprint",
     "",
     "`bpfscope run --probe syscalls --probe process --interval 1s --sink file:... --program-stats`,",
@@ -552,27 +584,35 @@ function formatReport(
   ].join("\n");
 }
 
-function startupNote(startup: Startup[]): string[] {
+function startupNote(startup: Startup[], cache: KernelBtfCacheResult): string[] {
   const deno = startup.find((row) => row.tracer.startsWith("Deno"));
   const ours = startup.find((row) => row.tracer === "bpfscope, sinks off");
   if (!deno?.countingMs.length || !ours?.countingMs.length) return [];
   const added = median(ours.countingMs) - median(deno.countingMs);
   const lines = [
     `bpfscope adds ${added.toFixed(1)} ms to Deno's own start-up (medians).`,
+    "The bpfscope rows load the probe with this boot's kernel BTF cache (ffi/kernel_btf_cache.ts),",
+    "as every start after the first one in a boot does. The cache was",
+    "path" in cache
+      ? `${cache.created ? "written" : "present"} before the measurement.`
+      : `NOT available, so these rows parse the kernel's BTF too: ${cache.skipped}.`,
+    'The "no BTF cache" row is the first start of a boot, where libbpf parses the kernel\'s whole',
+    "BTF for the program's CO-RE relocation (the ia32 check).",
   ];
-  if (ours.importedMs?.length && ours.openedMs?.length) {
+  if (ours.importedMs?.length && ours.openedMs?.length && ours.openedColdMs?.length) {
     const imported = median(ours.importedMs);
     const opened = median(ours.openedMs);
+    const openedCold = median(ours.openedColdMs);
     lines.push(
       "Inside the process (bench/overhead/probe.ts --timings, from Deno's time origin), its modules",
       `have loaded at ${imported.toFixed(1)} ms and SyscallsProbe.open() returns at ${
         opened.toFixed(1)
-      } ms, so`,
-      `opening, loading, verifying and attaching the probe takes ${
+      } ms,`,
+      `so opening, loading, verifying and attaching the probe takes ${
         (opened - imported).toFixed(1)
-      } ms. The C row`,
-      "with bpfscope's program shows how much of that the program's CO-RE relocation costs, which",
-      "makes libbpf load the kernel's BTF, against the plain C counter.",
+      } ms. Without the cache, open()`,
+      `returns at ${openedCold.toFixed(1)} ms. The C row with bpfscope's program loads the same`,
+      "object without the cache, so it is the C counterpart of the no-cache row.",
     );
   }
   return [...lines, ""];
@@ -615,11 +655,17 @@ function formatTargets(overhead: Overhead[], startup: Startup[], footprint: Foot
       } ns against ${other.toFixed(1)} ns (${(bpfscope / other).toFixed(2)}x).`,
     );
   }
-  const ours = startupOf("bpfscope, sinks off");
   const bpftrace = startupOf("bpftrace, tracepoint");
-  if (ours !== undefined && bpftrace !== undefined) {
+  for (
+    const [name, label] of [
+      ["bpfscope, sinks off", "Start-up below bpftrace's"],
+      ["bpfscope, sinks off, no BTF cache", "First start of a boot below bpftrace's"],
+    ] as const
+  ) {
+    const ours = startupOf(name);
+    if (ours === undefined || bpftrace === undefined) continue;
     lines.push(
-      `- Start-up below bpftrace's: ${verdict(ours < bpftrace)}, ${ours.toFixed(1)} ms against ${
+      `- ${label}: ${verdict(ours < bpftrace)}, ${ours.toFixed(1)} ms against ${
         bpftrace.toFixed(1)
       } ms (${(ours / bpftrace).toFixed(2)}x).`,
     );
@@ -659,6 +705,8 @@ async function main(): Promise<void> {
   console.log(`${calls} getppid() calls per run, ${rounds} rounds`);
 
   const overhead = await measureOverhead(list, calls, rounds);
+  // The traced runs above wrote the cache already, unless they could not.
+  const cache = await createKernelBtfCache(SYSCALLS_OBJECT);
   const startup = await measureStartup(list, rounds);
   console.log("footprint: 20 s of bpfscope run with all built-in probes");
   const footprint = await measureFootprint(20);
@@ -668,7 +716,7 @@ async function main(): Promise<void> {
     console.log(`Programs of the C tracer still loaded:\n${leftover.join("\n")}`);
   }
 
-  const section = formatReport(calls, rounds, overhead, startup, footprint);
+  const section = formatReport(calls, rounds, overhead, startup, footprint, cache);
   console.log(section);
   await writeReport(section);
   await writeChart(
