@@ -17,8 +17,18 @@
  * exists, and call {@linkcode createKernelBtfCache} once the object runs, so
  * that the next start finds it. The built-in probes and `bpfscope run` do both.
  *
+ * Not every object can use such a file. The type ids in it are not the
+ * kernel's, so an object with `bpf_core_type_id_kernel()` relocations is
+ * never cached. A file is used only when it and its directory belong to the
+ * effective user and no one else can write them, because a forged file could
+ * move the offsets the program reads.
+ *
  * @module
  */
+
+import { elfSections, hasKernelTypeIdRelocation } from "./_elf.ts";
+import { cString } from "./_check.ts";
+import { libc, R_OK, readSmallFile } from "./libc.ts";
 
 /**
  * The directory of the cache unless a caller names another one. /run is a
@@ -35,9 +45,15 @@ export const KERNEL_BTF_CACHE_DIR = "/run/bpfscope/btf";
 
 const BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id";
 const KERNEL_BTF_PATH = "/sys/kernel/btf/vmlinux";
+// The sbin directories where Debian and Fedora install bpftool, searched after PATH.
+const BPFTOOL_DIRS = ["/usr/sbin", "/usr/local/sbin", "/sbin"];
 // A temporary file older than this was left by a process that exited before
 // bpftool finished; a live generation takes about 20 ms.
 const STALE_TEMPORARY_MS = 60_000;
+// Entries are a few hundred bytes to a few KiB; a larger file is not one.
+const MAX_ENTRY_BYTES = 1 << 20;
+
+let temporaryCount = 0;
 
 /**
  * The outcome of {@linkcode createKernelBtfCache}: the file it wrote or
@@ -54,8 +70,10 @@ export type KernelBtfCacheResult = { path: string; created: boolean } | { skippe
 
 /**
  * Returns the cached minimal kernel BTF of `object` for this boot, or
- * `undefined` when there is none or this process may not read it (the lookup
- * never prompts for a permission).
+ * `undefined` when there is none or the object cannot use one. It also
+ * returns `undefined` when another user may write the file or its
+ * directory, and when this process may not read the directory, because the
+ * lookup never prompts for a permission.
  *
  * @param object the bytes of the `.bpf.o` file
  * @param dir the cache directory
@@ -71,10 +89,12 @@ export function cachedKernelBtf(
   object: Uint8Array,
   dir: string = KERNEL_BTF_CACHE_DIR,
 ): string | undefined {
-  if (!granted("read", BOOT_ID_PATH) || !granted("read", dir)) return undefined;
+  if (!granted("read", dir) || unsupportedReason(object) !== undefined) return undefined;
   try {
-    const path = cachePath(dir, readBootId(), object);
-    return Deno.statSync(path).size > 0 ? path : undefined;
+    const bootId = readBootId();
+    if (untrustedReason(dir, Deno.statSync(dir)) !== undefined) return undefined;
+    const path = cachePath(dir, bootId, object);
+    return entryProblem(path, Deno.statSync(path)) === undefined ? path : undefined;
   } catch {
     return undefined;
   }
@@ -83,14 +103,14 @@ export function cachedKernelBtf(
 /**
  * Writes the minimal kernel BTF of `object` into the cache with
  * `bpftool gen min_core_btf`, unless this boot's file is already there.
- * Files of other boots in the directory are removed. It does not throw, but
- * returns the reason when it cannot write the file: no bpftool, no
- * permission to run it or to write the directory, or an object whose types
- * bpftool does not find in the kernel's BTF.
+ * A damaged entry is replaced, and files of other boots in the directory are
+ * removed. It does not throw, but returns the reason when it cannot write the
+ * file: no bpftool, no permission to run it or to write the directory, a
+ * directory that other users may write, or an object that cannot use a cache
+ * (no BTF, or `bpf_core_type_id_kernel()` relocations).
  *
- * Needs read access to /proc and /sys/kernel/btf, write access to `dir` and
- * permission to run `bpftool`; a permission that is not granted is reported,
- * not asked for.
+ * Needs write access to `dir` and permission to run `bpftool`; a permission
+ * that is not granted is reported, not asked for.
  *
  * @param object the bytes of the `.bpf.o` file
  * @param dir the cache directory, created (mode 0700) when missing
@@ -108,58 +128,47 @@ export async function createKernelBtfCache(
   object: Uint8Array,
   dir: string = KERNEL_BTF_CACHE_DIR,
 ): Promise<KernelBtfCacheResult> {
-  for (
-    const [name, target] of [
-      ["read", BOOT_ID_PATH],
-      ["read", KERNEL_BTF_PATH],
-      ["write", dir],
-      ["run", "bpftool"],
-    ] as const
-  ) {
-    if (!granted(name, target)) return { skipped: `no ${name} permission for ${target}` };
+  const unsupported = unsupportedReason(object);
+  if (unsupported !== undefined) return { skipped: unsupported };
+  if (!granted("write", dir)) {
+    return { skipped: `no write permission for ${dir}: pass --allow-write=${dir}` };
   }
+  const bpftool = findBpftool();
+  if (bpftool === undefined) {
+    return {
+      skipped: `bpftool was not found on PATH or in ${BPFTOOL_DIRS.join(", ")} ` +
+        "(Debian: apt-get install bpftool)",
+    };
+  }
+  if (!granted("run", bpftool)) {
+    return { skipped: `no run permission for ${bpftool}: pass --allow-run=${bpftool}` };
+  }
+
   let bootId: string;
   try {
     bootId = readBootId();
-    await Deno.stat(KERNEL_BTF_PATH);
   } catch (error) {
-    return { skipped: `the kernel's BTF is not readable: ${message(error)}` };
+    return { skipped: message(error) };
+  }
+  // bpftool reads the kernel's BTF, not Deno, which would need --allow-all for /sys.
+  if (libc().access(cString(KERNEL_BTF_PATH), R_OK) !== 0) {
+    return { skipped: `${KERNEL_BTF_PATH} cannot be read: the kernel has no BTF` };
   }
   const path = cachePath(dir, bootId, object);
-  if (await Deno.stat(path).catch(() => undefined)) return { path, created: false };
-
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const untrusted = untrustedReason(dir, await Deno.stat(dir));
+    if (untrusted !== undefined) return { skipped: untrusted };
     await removeOutdated(dir, bootId);
+    const existing = await Deno.lstat(path).catch(() => undefined);
+    if (existing !== undefined) {
+      if (entryProblem(path, existing) === undefined) return { path, created: false };
+      await Deno.remove(path, { recursive: true });
+    }
   } catch (error) {
     return { skipped: `cannot prepare ${dir}: ${message(error)}` };
   }
-  const temporary = `${path}.${Deno.pid}.tmp`;
-  const objectFile = `${temporary}.o`;
-  try {
-    await Deno.writeFile(objectFile, object, { mode: 0o600 });
-    const output = await new Deno.Command("bpftool", {
-      args: ["gen", "min_core_btf", KERNEL_BTF_PATH, temporary, objectFile],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (!output.success) {
-      const reason = new TextDecoder().decode(output.stderr).trim().split("\n").at(-1);
-      return { skipped: `bpftool gen min_core_btf failed: ${reason || `exit ${output.code}`}` };
-    }
-    // The rename makes the file appear whole or not at all.
-    await Deno.rename(temporary, path);
-    return { path, created: true };
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      return { skipped: "bpftool is not installed (Debian: apt-get install bpftool)" };
-    }
-    return { skipped: message(error) };
-  } finally {
-    await Deno.remove(objectFile).catch(() => {});
-    await Deno.remove(temporary).catch(() => {});
-  }
+  return await generate(bpftool, object, path);
 }
 
 /**
@@ -174,12 +183,108 @@ export function removeCachedKernelBtf(path: string): void {
   }
 }
 
+// Runs bpftool into a temporary file named for this call, so that concurrent
+// calls never share one, and renames it into place.
+async function generate(
+  bpftool: string,
+  object: Uint8Array,
+  path: string,
+): Promise<KernelBtfCacheResult> {
+  const temporary = `${path}.${Deno.pid}-${++temporaryCount}.tmp`;
+  const objectFile = `${temporary}.o`;
+  try {
+    await Deno.writeFile(objectFile, object, { mode: 0o600 });
+    const output = await new Deno.Command(bpftool, {
+      args: ["gen", "min_core_btf", KERNEL_BTF_PATH, temporary, objectFile],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!output.success) {
+      const reason = new TextDecoder().decode(output.stderr).trim().split("\n").at(-1);
+      return { skipped: `bpftool gen min_core_btf failed: ${reason || `exit ${output.code}`}` };
+    }
+    // The rename makes the file appear whole or not at all.
+    await Deno.rename(temporary, path);
+    return { path, created: true };
+  } catch (error) {
+    return { skipped: `cannot write ${path}: ${message(error)}` };
+  } finally {
+    await Deno.remove(objectFile).catch(() => {});
+    await Deno.remove(temporary).catch(() => {});
+  }
+}
+
+// The reason an object cannot use a minimal kernel BTF, if there is one.
+function unsupportedReason(object: Uint8Array): string | undefined {
+  try {
+    const sections = elfSections(object);
+    if (!sections.has(".BTF")) return "the object has no BTF: build it with clang -g";
+    const btfExt = sections.get(".BTF.ext");
+    if (btfExt !== undefined && hasKernelTypeIdRelocation(btfExt)) {
+      return "the object uses bpf_core_type_id_kernel(), whose kernel type ids a minimal BTF " +
+        "does not have";
+    }
+    return undefined;
+  } catch (error) {
+    return `the object cannot be read: ${message(error)}`;
+  }
+}
+
+// A cache directory or file that another user can write could hold a forged
+// BTF, so both must belong to the effective user and be writable by no one else.
+function untrustedReason(path: string, info: Deno.FileInfo): string | undefined {
+  const owner = libc().geteuid();
+  if (!info.isDirectory) return `${path} is not a directory`;
+  if (info.uid !== owner || ((info.mode ?? 0) & 0o022) !== 0) {
+    return `${path} must belong to uid ${owner} and be writable by no one else ` +
+      `(it is uid ${info.uid}, mode ${((info.mode ?? 0) & 0o7777).toString(8)})`;
+  }
+  return undefined;
+}
+
+// The reason an entry cannot be used as it is, if there is one.
+function entryProblem(path: string, info: Deno.FileInfo): string | undefined {
+  if (!info.isFile) return `${path} is not a regular file`;
+  if (info.size === 0 || info.size > MAX_ENTRY_BYTES) return `${path} has ${info.size} bytes`;
+  if (info.uid !== libc().geteuid() || ((info.mode ?? 0) & 0o022) !== 0) {
+    return `${path} may be written by another user`;
+  }
+  return undefined;
+}
+
+function findBpftool(): string | undefined {
+  const path = readEnvPath();
+  for (const dir of [...path, ...BPFTOOL_DIRS]) {
+    const candidate = `${dir}/bpftool`;
+    if (!granted("read", candidate)) continue;
+    try {
+      if (Deno.statSync(candidate).isFile) return candidate;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return undefined;
+}
+
+function readEnvPath(): string[] {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: "PATH" }).state !== "granted") {
+      return [];
+    }
+    return (Deno.env.get("PATH") ?? "").split(":").filter((dir) => dir.startsWith("/"));
+  } catch {
+    return [];
+  }
+}
+
 function cachePath(dir: string, bootId: string, object: Uint8Array): string {
   return `${dir}/${bootId}-${objectHash(object)}-${object.byteLength}.btf`;
 }
 
 function readBootId(): string {
-  const text = Deno.readTextFileSync(BOOT_ID_PATH).trim();
+  const text = readSmallFile(BOOT_ID_PATH)?.trim();
+  if (text === undefined) throw new Error(`${BOOT_ID_PATH} cannot be read`);
   if (!/^[0-9a-f-]{36}$/.test(text)) throw new Error(`unexpected boot id "${text}"`);
   return text;
 }
@@ -204,8 +309,9 @@ async function removeOutdated(dir: string, bootId: string): Promise<void> {
 
 /**
  * Hashes the object's bytes to 64 bits (two 32-bit multiply-xorshift lanes)
- * as 16 hex digits. The hash names a cache entry and is no security check,
- * because only the owner of the directory (root) can write there.
+ * as 16 hex digits. The hash names a cache entry and is no security check:
+ * untrustedReason() and entryProblem() keep out files that another user
+ * could have written.
  */
 function objectHash(bytes: Uint8Array): string {
   let a = 0x9e3779b9;

@@ -34,6 +34,12 @@ const SYMBOLS = {
   eventfd: { parameters: ["u32", "i32"], result: "i32" }, // int eventfd(unsigned int initval, int flags)
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" }, // ssize_t write(int fd, const void *buf, size_t count)
   close: { parameters: ["i32"], result: "i32" }, // int close(int fd)
+  open: { parameters: ["buffer", "i32"], result: "i32" }, // int open(const char *pathname, int flags)
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" }, // ssize_t read(int fd, void *buf, size_t count)
+  geteuid: { parameters: [], result: "u32" }, // uid_t geteuid(void)
+  dlopen: { parameters: ["buffer", "i32"], result: "pointer" }, // void *dlopen(const char *filename, int flags)
+  dlsym: { parameters: ["pointer", "buffer"], result: "pointer" }, // void *dlsym(void *handle, const char *symbol)
+  dlclose: { parameters: ["pointer"], result: "i32" }, // int dlclose(void *handle)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded C library symbols. */
@@ -63,6 +69,14 @@ export const EPOLL_CTL_ADD = 1;
 export const EPOLLIN = 0x1;
 /** `eventfd` flag: reads and writes do not block. */
 export const EFD_NONBLOCK = 0x800;
+/** `open` flag: close the fd on exec (read-only access is flag 0). */
+export const O_CLOEXEC = 0x80000;
+/** `access` mode: the file may be read. */
+export const R_OK = 4;
+/** `dlopen` flag: resolve every symbol now. */
+export const RTLD_NOW = 0x2;
+/** `dlopen` flag: return a handle only if the library is already loaded. */
+export const RTLD_NOLOAD = 0x4;
 
 let loaded: Libc | undefined;
 
@@ -94,4 +108,23 @@ let pageSize: number | undefined;
 export function systemPageSize(): number {
   pageSize ??= Number(libc().sysconf(SC_PAGESIZE));
   return pageSize;
+}
+
+/**
+ * Returns the contents of a small file read through the C library, or
+ * undefined when it cannot be opened. Deno 2.9 lets only --allow-all programs
+ * read most of /proc, even a world-readable file such as the boot id, so
+ * bpfscope reads such files here (FFI access already implies full access).
+ */
+export function readSmallFile(path: string, maxBytes = 4096): string | undefined {
+  const name = new TextEncoder().encode(`${path}\0`);
+  const fd = libc().open(name, O_CLOEXEC);
+  if (fd < 0) return undefined;
+  try {
+    const buffer = new Uint8Array(maxBytes);
+    const length = Number(libc().read(fd, buffer, BigInt(maxBytes)));
+    return length < 0 ? undefined : new TextDecoder().decode(buffer.subarray(0, length));
+  } finally {
+    libc().close(fd);
+  }
 }

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { cachedKernelBtf, createKernelBtfCache, openObject } from "../mod.ts";
+import {
+  cachedKernelBtf,
+  createKernelBtfCache,
+  type KernelBtfCacheResult,
+  openObject,
+} from "../mod.ts";
 import { PROCESS_OBJECT } from "../bpf/process_object.ts";
 import { SYSCALLS_OBJECT } from "../bpf/syscalls_object.ts";
 import { kernelTest, repoPath, run } from "./_helpers.ts";
@@ -17,6 +22,27 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 
 function bootId(): string {
   return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+}
+
+async function namesIn(dir: string): Promise<string[]> {
+  const names = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+/** Runs tests/_scripts/kernel_btf_cache.ts with `flags` and returns what it printed. */
+async function runScript(
+  flags: string[],
+  args: string[],
+): Promise<KernelBtfCacheResult | { path: string | null }> {
+  const result = await run(Deno.execPath(), [
+    "run",
+    ...flags,
+    repoPath("tests/_scripts/kernel_btf_cache.ts"),
+    ...args,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
 }
 
 /** Loads the syscalls object with the cache in `dir` and returns its program's id. */
@@ -122,42 +148,196 @@ Deno.test({
 });
 
 Deno.test({
-  name: "createKernelBtfCache() reports a permission it lacks instead of asking for it",
+  name: "createKernelBtfCache() reports a missing write permission",
   ...kernelTest(),
   async fn() {
     await withDir(async (dir) => {
-      const result = await run(Deno.execPath(), [
-        "run",
-        "--allow-ffi",
-        "--allow-read",
-        repoPath("tests/_scripts/kernel_btf_cache.ts"),
-        dir,
-      ]);
-      assert.equal(result.code, 0, result.stderr);
-      assert.deepEqual(JSON.parse(result.stdout), { skipped: `no write permission for ${dir}` });
+      const result = await runScript(["--allow-ffi", "--allow-read"], [dir]);
+      assert.deepEqual(result, {
+        skipped: `no write permission for ${dir}: pass --allow-write=${dir}`,
+      });
     });
   },
 });
 
 Deno.test({
-  name: "createKernelBtfCache() without bpftool on PATH says how to install it",
+  name: "cache works with narrow permissions",
   ...kernelTest(),
   async fn() {
     await withDir(async (dir) => {
-      const result = await run(Deno.execPath(), [
-        "run",
-        "--allow-all",
-        repoPath("tests/_scripts/kernel_btf_cache.ts"),
+      // The permissions of `deno task start`, without --allow-all: Deno 2.9
+      // lets only --allow-all read /proc, so the boot id is read through FFI.
+      const flags = [
+        "--allow-ffi",
+        "--allow-env",
+        "--allow-read",
+        `--allow-write=${dir}`,
+        "--allow-run=bpftool",
+      ];
+      const created = await runScript(flags, [dir]);
+      assert.ok("created" in created, JSON.stringify(created));
+      assert.equal(created.created, true);
+      assert.deepEqual(await runScript(flags, [dir]), { path: created.path, created: false });
+      assert.deepEqual(await runScript(flags, [dir, "lookup"]), { path: created.path });
+    });
+  },
+});
+
+Deno.test({
+  name: "createKernelBtfCache() reports a missing run permission",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      const result = await runScript([
+        "--allow-ffi",
+        "--allow-read",
+        "--allow-env",
+        "--allow-write",
+      ], [
         dir,
-      ], { env: { PATH: dir } });
+      ]);
+      assert.ok("skipped" in result, JSON.stringify(result));
+      assert.match(
+        result.skipped,
+        /^no run permission for \/\S+\/bpftool: pass --allow-run=\/\S+\/bpftool$/,
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "createKernelBtfCache() without bpftool says how to install it",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      // A private mount namespace hides the sbin directories, and PATH names only dir.
+      const deno = Deno.execPath();
+      const script = repoPath("tests/_scripts/kernel_btf_cache.ts");
+      const result = await run("unshare", [
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'for d in /usr/sbin /usr/local/sbin; do mount -t tmpfs none "$d" || exit 9; done; ' +
+        `PATH=${dir} exec "${deno}" run --allow-all "${script}" "${dir}"`,
+      ]);
       assert.equal(result.code, 0, result.stderr);
       assert.deepEqual(JSON.parse(result.stdout), {
-        skipped: "bpftool is not installed (Debian: apt-get install bpftool)",
+        skipped: "bpftool was not found on PATH or in /usr/sbin, /usr/local/sbin, /sbin " +
+          "(Debian: apt-get install bpftool)",
       });
       // Nothing is left behind: no object copy, no temporary file.
-      const names = [];
-      for await (const entry of Deno.readDir(dir)) names.push(entry.name);
-      assert.deepEqual(names, []);
+      assert.deepEqual(await namesIn(dir), []);
+    });
+  },
+});
+
+Deno.test({
+  name: "objects with kernel type id relocations are not cached",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      const object = await Deno.readFile(repoPath("tests/fixtures/core_type_id.bpf.o"));
+      const result = await createKernelBtfCache(object, dir);
+      assert.ok("skipped" in result, JSON.stringify(result));
+      assert.match(result.skipped, /bpf_core_type_id_kernel\(\)/);
+      assert.deepEqual(await namesIn(dir), []);
+
+      // The syscalls object has no such relocation and is cached in the same directory.
+      const syscalls = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
+      assert.ok("path" in syscalls, JSON.stringify(syscalls));
+    });
+  },
+});
+
+Deno.test({
+  name: "objects without BTF are not cached",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      const source = `${dir}/plain.bpf.c`;
+      const object = `${dir}/plain.bpf.o`;
+      await Deno.writeTextFile(
+        source,
+        'int f(void *ctx) { return 0; }\nchar LICENSE[] __attribute__((section("license"))) = "GPL";\n',
+      );
+      const build = await run("clang", ["-O2", "-target", "bpf", "-c", source, "-o", object]);
+      assert.equal(build.code, 0, build.stderr);
+      const result = await createKernelBtfCache(await Deno.readFile(object), `${dir}/cache`);
+      assert.deepEqual(result, { skipped: "the object has no BTF: build it with clang -g" });
+    });
+  },
+});
+
+Deno.test({
+  name: "cache files others may write are not used",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      const result = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
+      assert.ok("path" in result, JSON.stringify(result));
+
+      await Deno.chmod(result.path, 0o666);
+      assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, dir), undefined);
+      await Deno.chmod(result.path, 0o644);
+      assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, dir), result.path);
+
+      await Deno.chmod(dir, 0o777);
+      assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, dir), undefined);
+      const again = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
+      assert.ok("skipped" in again, JSON.stringify(again));
+      assert.match(again.skipped, /must belong to uid \d+ and be writable by no one else/);
+      await Deno.chmod(dir, 0o700);
+
+      await Deno.chown(result.path, 65534, 65534);
+      assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, dir), undefined);
+    });
+  },
+});
+
+Deno.test({
+  name: "createKernelBtfCache() replaces an unusable entry",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      const first = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
+      assert.ok("path" in first, JSON.stringify(first));
+      const valid = await Deno.readFile(first.path);
+      const unusable: [string, () => Promise<void>][] = [
+        ["empty file", () => Deno.writeFile(first.path, new Uint8Array())],
+        ["directory", async () => {
+          await Deno.mkdir(first.path);
+          await Deno.writeTextFile(`${first.path}/inside`, "x");
+        }],
+        ["file over 1 MiB", () => Deno.writeFile(first.path, new Uint8Array((1 << 20) + 1))],
+      ];
+      for (const [name, make] of unusable) {
+        await Deno.remove(first.path, { recursive: true });
+        await make();
+        assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, dir), undefined, name);
+        const result = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
+        assert.deepEqual(result, { path: first.path, created: true }, name);
+        assert.deepEqual(await Deno.readFile(first.path), valid, name);
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "concurrent createKernelBtfCache() calls all succeed",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      const results = await Promise.all(
+        Array.from({ length: 4 }, () => createKernelBtfCache(SYSCALLS_OBJECT, dir)),
+      );
+      for (const result of results) assert.ok("path" in result, JSON.stringify(result));
+      const path = cachedKernelBtf(SYSCALLS_OBJECT, dir);
+      assert.ok(path !== undefined);
+      assert.deepEqual(await namesIn(dir), [path.slice(dir.length + 1)]);
+      assert.ok(loadSyscalls(dir) > 0);
+      assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, dir), path);
     });
   },
 });
