@@ -8,7 +8,9 @@
 import { BpfError } from "./errors.ts";
 import { Errno } from "./_errno.ts";
 import { readEnv } from "./_env.ts";
+import { cString } from "./_check.ts";
 import { lazySymbols } from "./_lazy_symbols.ts";
+import { libc, RTLD_NOLOAD, RTLD_NOW } from "./libc.ts";
 
 /**
  * The environment variable that names the libbpf shared library to load,
@@ -184,15 +186,14 @@ function openLibbpf(): Libbpf {
       // Only the version symbols are bound here; the rest are bound on first use.
       const probe = Deno.dlopen(path, VERSION_SYMBOLS).symbols;
       checkVersion(probe, path);
+      // A symbol missing at first use could fail a cleanup such as
+      // bpf_link__destroy and leave a program attached, so all of them are
+      // looked up now (dlsym takes about a microsecond each).
+      const version = `${probe.libbpf_major_version()}.${probe.libbpf_minor_version()}`;
+      const missing = missingSymbols(path, SYMBOLS);
+      if (missing.length > 0) throw incompleteLibrary(path, version, missing);
       return lazySymbols(path, SYMBOLS, (name, error) => {
-        throw new BpfError({
-          op: "load libbpf",
-          errno: Errno.ENOSYS,
-          path,
-          detail: `symbol ${name} is missing`,
-          hint: `install libbpf 1.1 or newer, or set ${LIBBPF_PATH_ENV} to a complete libbpf`,
-          cause: error,
-        });
+        throw incompleteLibrary(path, version, [name], error);
       });
     } catch (error) {
       if (isPermissionError(error) || error instanceof BpfError) throw error;
@@ -210,6 +211,45 @@ function openLibbpf(): Libbpf {
     detail: `no usable library found; tried ${failures.join("; ")}`,
     hint: remedy,
     cause: lastError,
+  });
+}
+
+// The names among `symbols` that the library at `path`, already loaded, does not export.
+function missingSymbols(path: string, symbols: Deno.ForeignLibraryInterface): string[] {
+  const c = libc();
+  // SAFETY: RTLD_NOLOAD only returns a handle to a library this process has loaded, and
+  // the handle is released below; dlsym only looks names up.
+  const handle = c.dlopen(cString(path), RTLD_NOW | RTLD_NOLOAD);
+  if (handle === null) return [];
+  try {
+    const names = Object.entries(symbols).map(([key, definition]) =>
+      "name" in definition && typeof definition.name === "string" ? definition.name : key
+    );
+    return names.filter((name) => c.dlsym(handle, cString(name)) === null);
+  } finally {
+    c.dlclose(handle);
+  }
+}
+
+function incompleteLibrary(
+  path: string,
+  version: string,
+  missing: string[],
+  cause?: unknown,
+): BpfError {
+  const { major, minor } = MIN_LIBBPF_VERSION;
+  return new BpfError({
+    op: "load libbpf",
+    errno: Errno.ENOSYS,
+    path,
+    detail: `it reports version ${version} but lacks ${
+      missing.length > 6
+        ? `${missing.slice(0, 5).join(", ")} and ${missing.length - 5} other symbols`
+        : missing.join(", ")
+    }`,
+    hint: `point ${LIBBPF_PATH_ENV} at a complete libbpf ${major}.${minor} or newer, ` +
+      "or unset it to use the system's",
+    ...(cause === undefined ? {} : { cause }),
   });
 }
 
