@@ -360,7 +360,13 @@ async function main(): Promise<number> {
 
   const last = probe.read();
   probe.close();
-  await caching;
+  for (const result of await caching) {
+    if ("skipped" in result) {
+      console.error(
+        `bpfscope top: kernel BTF cache not written, so the next start parses the kernel's BTF: ${result.skipped}`,
+      );
+    }
+  }
   write(`${renderSummary(last.since(first), (last.time - first.time) / 1000)}\n`);
   if (processes !== undefined) {
     write(

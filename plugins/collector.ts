@@ -210,7 +210,16 @@ export class Collector implements AsyncDisposable {
     const settings = checkOptions(options);
     const controller = new AbortController();
     const resource = options.resource ?? resourceAttributes();
-    const context: PluginContext = { resource, signal: controller.signal };
+    // Reports made while the plugins start wait until the collector exists.
+    const early: LogRecord[] = [];
+    let deliver = (record: LogRecord) => {
+      early.push(record);
+    };
+    const context: PluginContext = {
+      resource,
+      signal: controller.signal,
+      report: (severity, message) => deliver(diagnostic(severity, message, undefined, {})),
+    };
     const sinks: SinkChannel[] = [];
     const probes: ProbeState[] = [];
     let stats: RunTimeStats | undefined;
@@ -251,6 +260,8 @@ export class Collector implements AsyncDisposable {
       shutdownTimeoutMs: settings.shutdownTimeoutMs,
       onDiagnostic: options.onDiagnostic,
     });
+    deliver = (record) => collector.#report(record);
+    for (const record of early.splice(0)) collector.#report(record);
     collector.#schedule(performance.now() + options.intervalMs);
     return collector;
   }

@@ -363,6 +363,13 @@ export interface PluginContext {
   resource: Attributes;
   /** Aborted when the collector stops. */
   signal: AbortSignal;
+  /**
+   * Reports a diagnostic that is no error of `collect`, such as a cache the
+   * plugin could not write. The collector passes it to its `onDiagnostic`
+   * callback and adds it to the next batch as a log record. Contexts made
+   * outside a collector may lack it.
+   */
+  report?(severity: "INFO" | "WARN" | "ERROR", message: string): void;
 }
 
 /**

@@ -324,3 +324,32 @@ Deno.test("cli dump without pinned exits 2", async () => {
   assert.equal(result.code, 2);
   assert.match(result.stderr, /Missing --pinned PATH/);
 });
+
+Deno.test({
+  name: "cli run reports an unwritten BTF cache",
+  ...kernelTest(),
+  async fn() {
+    // Without --allow-write and --allow-run the probe still runs, and the
+    // command says why the next start will not find the cache.
+    const result = await run(Deno.execPath(), [
+      "run",
+      "--allow-ffi",
+      "--allow-read",
+      "--allow-env",
+      "--allow-sys",
+      repoPath("cli.ts"),
+      "run",
+      "--probe",
+      "syscalls",
+      "--sink",
+      "stdout",
+      "--duration",
+      "1s",
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /bpfscope: INFO Probe "syscalls": kernel BTF cache not written, .*: no write permission for \/run\/bpfscope\/btf: pass --allow-write=\/run\/bpfscope\/btf\n/,
+    );
+  },
+});

@@ -7,10 +7,10 @@
  */
 
 import { PROCESS_OBJECT } from "../../bpf/process_object.ts";
-import { createKernelBtfCache } from "../../ffi/kernel_btf_cache.ts";
 import { CLOCK_REALTIME, clockNs } from "../../ffi/clock.ts";
 import type { Attributes, LogRecord, Metric, Probe, ProbePlugin, ProgramStats } from "../plugin.ts";
 import { registry } from "../registry.ts";
+import { writeKernelBtfCache } from "./_kernel_btf_cache.ts";
 import { programStatsOf } from "./_program_stats.ts";
 import { type ProcessEvent, ProcessProbe } from "./process.ts";
 
@@ -90,7 +90,11 @@ export const processProbePlugin: ProbePlugin = {
   description: "Process exec and exit events (sched tracepoints) as log records",
   open(context) {
     const probe = ProcessProbe.open({ signal: context.signal });
-    return new ProcessPluginProbe(probe, clockNs(CLOCK_REALTIME));
+    return new ProcessPluginProbe(
+      probe,
+      clockNs(CLOCK_REALTIME),
+      writeKernelBtfCache(PROCESS_OBJECT, "process", context),
+    );
   },
 };
 
@@ -103,11 +107,12 @@ class ProcessPluginProbe implements Probe {
   #counts = { "process.exec": 0, "process.exit": 0 };
 
   // The next start of the probe in this boot skips parsing the kernel's
-  // BTF; see ffi/kernel_btf_cache.ts. Failures only leave the cache empty.
-  #kernelBtfCache = createKernelBtfCache(PROCESS_OBJECT);
-  constructor(probe: ProcessProbe, attachedUnixNano: bigint) {
+  // BTF; see ffi/kernel_btf_cache.ts. A failure only leaves the cache empty.
+  #kernelBtfCache: Promise<void>;
+  constructor(probe: ProcessProbe, attachedUnixNano: bigint, kernelBtfCache: Promise<void>) {
     this.#probe = probe;
     this.#attachedUnixNano = attachedUnixNano;
+    this.#kernelBtfCache = kernelBtfCache;
   }
 
   collect(): Metric[] {

@@ -6,10 +6,10 @@
  */
 
 import { SYSCALLS_OBJECT } from "../../bpf/syscalls_object.ts";
-import { createKernelBtfCache } from "../../ffi/kernel_btf_cache.ts";
 import { CLOCK_REALTIME, clockNs } from "../../ffi/clock.ts";
 import type { Metric, NumberPoint, Probe, ProbePlugin, ProgramStats } from "../plugin.ts";
 import { registry } from "../registry.ts";
+import { writeKernelBtfCache } from "./_kernel_btf_cache.ts";
 import { programStatsOf } from "./_program_stats.ts";
 import { OTHER_SLOT, SYSCALL_SLOTS, syscallName, SyscallsProbe } from "./syscalls.ts";
 
@@ -84,10 +84,15 @@ export const syscallsProbePlugin: ProbePlugin = {
   kind: "probe",
   name: "syscalls",
   description: "System calls entered, per CPU and syscall (raw tracepoint sys_enter)",
-  open(_context, options) {
+  open(context, options) {
     const settings = parseSyscallsOptions(options);
     const probe = SyscallsProbe.open();
-    return new SyscallsPluginProbe(probe, settings, clockNs(CLOCK_REALTIME));
+    return new SyscallsPluginProbe(
+      probe,
+      settings,
+      clockNs(CLOCK_REALTIME),
+      writeKernelBtfCache(SYSCALLS_OBJECT, "syscalls", context),
+    );
   },
 };
 
@@ -100,12 +105,18 @@ class SyscallsPluginProbe implements Probe {
   #attachedUnixNano: bigint;
 
   // The next start of the probe in this boot skips parsing the kernel's
-  // BTF; see ffi/kernel_btf_cache.ts. Failures only leave the cache empty.
-  #kernelBtfCache = createKernelBtfCache(SYSCALLS_OBJECT);
-  constructor(probe: SyscallsProbe, options: SyscallsPluginOptions, attachedUnixNano: bigint) {
+  // BTF; see ffi/kernel_btf_cache.ts. A failure only leaves the cache empty.
+  #kernelBtfCache: Promise<void>;
+  constructor(
+    probe: SyscallsProbe,
+    options: SyscallsPluginOptions,
+    attachedUnixNano: bigint,
+    kernelBtfCache: Promise<void>,
+  ) {
     this.#probe = probe;
     this.#perCpu = options.perCpu;
     this.#attachedUnixNano = attachedUnixNano;
+    this.#kernelBtfCache = kernelBtfCache;
   }
 
   collect(): Metric[] {
