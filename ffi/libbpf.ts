@@ -8,7 +8,6 @@
 import { BpfError } from "./errors.ts";
 import { Errno } from "./_errno.ts";
 import { readEnv } from "./_env.ts";
-import { cString } from "./_check.ts";
 import { lazySymbols } from "./_lazy_symbols.ts";
 import { libc, RTLD_NOLOAD, RTLD_NOW } from "./libc.ts";
 
@@ -219,16 +218,21 @@ function missingSymbols(path: string, symbols: Deno.ForeignLibraryInterface): st
   const c = libc();
   // SAFETY: RTLD_NOLOAD only returns a handle to a library this process has loaded, and
   // the handle is released below; dlsym only looks names up.
-  const handle = c.dlopen(cString(path), RTLD_NOW | RTLD_NOLOAD);
+  const handle = c.dlopen(nulTerminated(path), RTLD_NOW | RTLD_NOLOAD);
   if (handle === null) return [];
   try {
     const names = Object.entries(symbols).map(([key, definition]) =>
       "name" in definition && typeof definition.name === "string" ? definition.name : key
     );
-    return names.filter((name) => c.dlsym(handle, cString(name)) === null);
+    return names.filter((name) => c.dlsym(handle, nulTerminated(name)) === null);
   } finally {
     c.dlclose(handle);
   }
+}
+
+// _check.ts's cString() would import this module's importer back.
+function nulTerminated(text: string): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(`${text}\0`);
 }
 
 function incompleteLibrary(
