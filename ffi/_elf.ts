@@ -9,6 +9,7 @@
 // struct bpf_core_relo's kind (linux/bpf.h): a relocation to a kernel type's id.
 const BPF_CORE_TYPE_ID_TARGET = 7;
 const BTF_MAGIC = 0xeb9f;
+const SHT_NOBITS = 8;
 // A shorter .BTF.ext header has no core_relo_off and core_relo_len fields, so no CO-RE relocations.
 const BTF_EXT_HEADER_WITH_CORE_RELO = 32;
 
@@ -29,10 +30,13 @@ export function elfSections(bytes: Uint8Array): Map<string, Uint8Array> {
     if (headerSize < 64 || at + 64 > bytes.byteLength) {
       throw new RangeError("section header out of range");
     }
+    const name = view.getUint32(at, true);
+    // A SHT_NOBITS section such as .bss has a size but no bytes in the file.
+    if (view.getUint32(at + 4, true) === SHT_NOBITS) return { name, data: new Uint8Array() };
     const offset = Number(view.getBigUint64(at + 24, true));
     const size = Number(view.getBigUint64(at + 32, true));
     if (offset + size > bytes.byteLength) throw new RangeError("section out of range");
-    return { name: view.getUint32(at, true), data: bytes.subarray(offset, offset + size) };
+    return { name, data: bytes.subarray(offset, offset + size) };
   };
 
   const names = header(namesIndex).data;

@@ -52,6 +52,9 @@ const BPFTOOL_DIRS = ["/usr/sbin", "/usr/local/sbin", "/sbin"];
 const STALE_TEMPORARY_MS = 60_000;
 // Entries are a few hundred bytes to a few KiB; a larger file is not one.
 const MAX_ENTRY_BYTES = 1 << 20;
+// An entry's name (boot id, object hash, object size) and, for a temporary
+// file, the suffix that generate() adds.
+const ENTRY_NAME = /^([0-9a-f-]{36})-[0-9a-f]{16}-\d+\.btf(\.\d+-\d+\.tmp(?:\.o)?)?$/;
 
 let temporaryCount = 0;
 
@@ -89,12 +92,14 @@ export function cachedKernelBtf(
   object: Uint8Array,
   dir: string = KERNEL_BTF_CACHE_DIR,
 ): string | undefined {
-  if (!granted("read", dir) || unsupportedReason(object) !== undefined) return undefined;
+  if (!granted("read", dir) || !granted("ffi") || unsupportedReason(object) !== undefined) {
+    return undefined;
+  }
   try {
     const bootId = readBootId();
-    if (untrustedReason(dir, Deno.statSync(dir)) !== undefined) return undefined;
+    if (untrustedReason(dir) !== undefined) return undefined;
     const path = cachePath(dir, bootId, object);
-    return entryProblem(path, Deno.statSync(path)) === undefined ? path : undefined;
+    return entryProblem(path, Deno.lstatSync(path)) === undefined ? path : undefined;
   } catch {
     return undefined;
   }
@@ -103,8 +108,8 @@ export function cachedKernelBtf(
 /**
  * Writes the minimal kernel BTF of `object` into the cache with
  * `bpftool gen min_core_btf`, unless this boot's file is already there.
- * A damaged entry is replaced, and files of other boots in the directory are
- * removed. It does not throw, but returns the reason when it cannot write the
+ * A damaged entry is replaced, and entries of other boots in the directory
+ * are removed (files with other names are left alone). It does not throw, but returns the reason when it cannot write the
  * file: no bpftool, no permission to run it or to write the directory, a
  * directory that other users may write, or an object that cannot use a cache
  * (no BTF, or `bpf_core_type_id_kernel()` relocations).
@@ -130,16 +135,14 @@ export async function createKernelBtfCache(
 ): Promise<KernelBtfCacheResult> {
   const unsupported = unsupportedReason(object);
   if (unsupported !== undefined) return { skipped: unsupported };
+  // The boot id and the kernel's BTF are checked through libc.
+  if (!granted("ffi")) return { skipped: "no ffi permission: pass --allow-ffi" };
   if (!granted("write", dir)) {
     return { skipped: `no write permission for ${dir}: pass --allow-write=${dir}` };
   }
-  const bpftool = findBpftool();
-  if (bpftool === undefined) {
-    return {
-      skipped: `bpftool was not found on PATH or in ${BPFTOOL_DIRS.join(", ")} ` +
-        "(Debian: apt-get install bpftool)",
-    };
-  }
+  const found = findBpftool();
+  if ("skipped" in found) return found;
+  const bpftool = found.path;
   if (!granted("run", bpftool)) {
     return { skipped: `no run permission for ${bpftool}: pass --allow-run=${bpftool}` };
   }
@@ -157,10 +160,11 @@ export async function createKernelBtfCache(
   const path = cachePath(dir, bootId, object);
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    const untrusted = untrustedReason(dir, await Deno.stat(dir));
+    const untrusted = untrustedReason(dir);
     if (untrusted !== undefined) return { skipped: untrusted };
     await removeOutdated(dir, bootId);
     const existing = await Deno.lstat(path).catch(() => undefined);
+    // A link is removed and replaced like any other unusable entry.
     if (existing !== undefined) {
       if (entryProblem(path, existing) === undefined) return { path, created: false };
       await Deno.remove(path, { recursive: true });
@@ -194,8 +198,11 @@ async function generate(
   const objectFile = `${temporary}.o`;
   try {
     await Deno.writeFile(objectFile, object, { mode: 0o600 });
+    // An empty environment: bpftool needs none, and Deno refuses to pass
+    // LD_* variables on to a program that --allow-run names.
     const output = await new Deno.Command(bpftool, {
       args: ["gen", "min_core_btf", KERNEL_BTF_PATH, temporary, objectFile],
+      clearEnv: true,
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -204,6 +211,12 @@ async function generate(
       const reason = new TextDecoder().decode(output.stderr).trim().split("\n").at(-1);
       return { skipped: `bpftool gen min_core_btf failed: ${reason || `exit ${output.code}`}` };
     }
+    if (!(await Deno.lstat(temporary).catch(() => undefined))?.isFile) {
+      return { skipped: `${bpftool} gen min_core_btf succeeded but wrote no file` };
+    }
+    // Whatever the umask, the entry must be writable by its owner alone, or
+    // cachedKernelBtf() would not trust it.
+    await Deno.chmod(temporary, 0o644);
     // The rename makes the file appear whole or not at all.
     await Deno.rename(temporary, path);
     return { path, created: true };
@@ -232,39 +245,73 @@ function unsupportedReason(object: Uint8Array): string | undefined {
 }
 
 // A cache directory or file that another user can write could hold a forged
-// BTF, so both must belong to the effective user and be writable by no one else.
-function untrustedReason(path: string, info: Deno.FileInfo): string | undefined {
+// BTF, and a directory on the way to it that another user can write lets them
+// swap the cache for a link to any directory. So the path is checked as
+// OpenSSH checks a key file's. The cache directory must be a real directory
+// of the effective user that no one else can write. Each directory above it
+// must belong to root or that user, and no one else may write it unless it is
+// sticky, as /tmp is.
+function untrustedReason(dir: string): string | undefined {
   const owner = libc().geteuid();
-  if (!info.isDirectory) return `${path} is not a directory`;
-  if (info.uid !== owner || ((info.mode ?? 0) & 0o022) !== 0) {
-    return `${path} must belong to uid ${owner} and be writable by no one else ` +
-      `(it is uid ${info.uid}, mode ${((info.mode ?? 0) & 0o7777).toString(8)})`;
+  let path = dir.startsWith("/") ? dir : `${Deno.cwd()}/${dir}`;
+  path = path.replace(/\/+$/, "") || "/";
+  const info = Deno.lstatSync(path);
+  if (info.isSymlink || !info.isDirectory) return `${dir} is not a directory (or is a link)`;
+  if (info.uid !== owner || modeOf(info) & 0o022) {
+    return `${dir} must belong to uid ${owner} and be writable by no one else ` +
+      `(it is uid ${info.uid}, mode ${modeOf(info).toString(8)})`;
+  }
+  while (path !== "/") {
+    path = path.slice(0, path.lastIndexOf("/")) || "/";
+    const parent = Deno.lstatSync(path);
+    const sticky = (modeOf(parent) & 0o1000) !== 0;
+    if (
+      parent.isSymlink || (parent.uid !== 0 && parent.uid !== owner) ||
+      (modeOf(parent) & 0o022 && !sticky)
+    ) {
+      return `${path}, above ${dir}, must belong to root or uid ${owner} and be writable by ` +
+        `no one else (it is uid ${parent.uid}, mode ${modeOf(parent).toString(8)})`;
+    }
   }
   return undefined;
+}
+
+function modeOf(info: Deno.FileInfo): number {
+  return (info.mode ?? 0) & 0o7777;
 }
 
 // The reason an entry cannot be used as it is, if there is one.
 function entryProblem(path: string, info: Deno.FileInfo): string | undefined {
   if (!info.isFile) return `${path} is not a regular file`;
   if (info.size === 0 || info.size > MAX_ENTRY_BYTES) return `${path} has ${info.size} bytes`;
-  if (info.uid !== libc().geteuid() || ((info.mode ?? 0) & 0o022) !== 0) {
+  if (info.uid !== libc().geteuid() || modeOf(info) & 0o022) {
     return `${path} may be written by another user`;
   }
   return undefined;
 }
 
-function findBpftool(): string | undefined {
-  const path = readEnvPath();
-  for (const dir of [...path, ...BPFTOOL_DIRS]) {
+// The first executable bpftool on PATH or in BPFTOOL_DIRS, or why there is none.
+function findBpftool(): { path: string } | { skipped: string } {
+  let unreadable = false;
+  for (const dir of [...readEnvPath(), ...BPFTOOL_DIRS]) {
     const candidate = `${dir}/bpftool`;
-    if (!granted("read", candidate)) continue;
+    if (!granted("read", candidate)) {
+      unreadable = true;
+      continue;
+    }
     try {
-      if (Deno.statSync(candidate).isFile) return candidate;
+      const info = Deno.statSync(candidate);
+      if (info.isFile && modeOf(info) & 0o111) return { path: candidate };
     } catch {
       // Not in this directory.
     }
   }
-  return undefined;
+  return {
+    skipped: unreadable
+      ? "no read permission to look for bpftool: pass --allow-read"
+      : `bpftool was not found on PATH or in ${BPFTOOL_DIRS.join(", ")} ` +
+        "(Debian: apt-get install bpftool)",
+  };
 }
 
 function readEnvPath(): string[] {
@@ -294,11 +341,13 @@ function readBootId(): string {
 async function removeOutdated(dir: string, bootId: string): Promise<void> {
   const now = Date.now();
   for await (const entry of Deno.readDir(dir)) {
-    if (!entry.isFile) continue;
+    // Only names this module writes: another program's files may share the directory.
+    const name = ENTRY_NAME.exec(entry.name);
+    if (!entry.isFile || name === null) continue;
     const file = `${dir}/${entry.name}`;
-    if (entry.name.endsWith(".btf") && !entry.name.startsWith(`${bootId}-`)) {
+    if (name[2] === undefined && name[1] !== bootId) {
       await Deno.remove(file).catch(() => {});
-    } else if (entry.name.endsWith(".tmp") || entry.name.endsWith(".tmp.o")) {
+    } else if (name[2] !== undefined) {
       const modified = (await Deno.stat(file).catch(() => undefined))?.mtime?.getTime();
       if (modified !== undefined && now - modified > STALE_TEMPORARY_MS) {
         await Deno.remove(file).catch(() => {});
@@ -330,8 +379,12 @@ function objectHash(bytes: Uint8Array): string {
   return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0");
 }
 
-function granted(name: "read" | "write" | "run", target: string): boolean {
-  const descriptor: Deno.PermissionDescriptor = name === "run"
+function granted(name: "read" | "write" | "run", target: string): boolean;
+function granted(name: "ffi"): boolean;
+function granted(name: "read" | "write" | "run" | "ffi", target = ""): boolean {
+  const descriptor: Deno.PermissionDescriptor = name === "ffi"
+    ? { name }
+    : name === "run"
     ? { name, command: target }
     : { name, path: target };
   try {

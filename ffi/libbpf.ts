@@ -13,7 +13,11 @@ import { libc, RTLD_NOLOAD, RTLD_NOW } from "./libc.ts";
 
 /**
  * The environment variable that names the libbpf shared library to load,
- * instead of the standard search.
+ * instead of the standard search. bpfscope checks the library's version and
+ * that it exports every function it uses, then calls them directly. A
+ * library whose libbpf names are not those functions (data, or other
+ * signatures) can crash the process, and no check before the call can rule
+ * that out.
  *
  * @example
  * ```sh

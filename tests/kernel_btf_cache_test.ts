@@ -87,25 +87,30 @@ Deno.test({
 });
 
 Deno.test({
-  name: "createKernelBtfCache() removes the files of other boots and old temporary files",
+  name: "createKernelBtfCache() removes only its outdated files",
   ...kernelTest(),
   async fn() {
     await withDir(async (dir) => {
       const otherBoot = `${dir}/00000000-0000-0000-0000-000000000000-0123456789abcdef-10.btf`;
-      const oldTemporary = `${dir}/${bootId()}-0123456789abcdef-10.btf.1.tmp`;
-      const freshTemporary = `${dir}/${bootId()}-fedcba9876543210-10.btf.2.tmp`;
-      for (const file of [otherBoot, oldTemporary, freshTemporary]) {
+      const oldTemporary = `${dir}/${bootId()}-0123456789abcdef-10.btf.1-1.tmp`;
+      const oldObjectCopy = `${dir}/${bootId()}-0123456789abcdef-10.btf.1-1.tmp.o`;
+      const freshTemporary = `${dir}/${bootId()}-fedcba9876543210-10.btf.2-1.tmp`;
+      // Files that this module did not write, even with similar names, stay.
+      const foreign = [`${dir}/vmlinux-6.1.btf`, `${dir}/notes.tmp`, `${dir}/x.btf.1.tmp`];
+      for (const file of [otherBoot, oldTemporary, oldObjectCopy, freshTemporary, ...foreign]) {
         await Deno.writeTextFile(file, "x");
       }
       const hourAgo = new Date(Date.now() - 3_600_000);
-      await Deno.utime(oldTemporary, hourAgo, hourAgo);
+      for (const file of [oldTemporary, oldObjectCopy, ...foreign]) {
+        await Deno.utime(file, hourAgo, hourAgo);
+      }
 
       const result = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
       assert.ok("path" in result, JSON.stringify(result));
       const names = new Set<string>();
       for await (const entry of Deno.readDir(dir)) names.add(`${dir}/${entry.name}`);
       // A fresh temporary file may belong to a generation still running.
-      assert.deepEqual(names, new Set([result.path, freshTemporary]));
+      assert.deepEqual(names, new Set([result.path, freshTemporary, ...foreign]));
     });
   },
 });
@@ -364,6 +369,154 @@ Deno.test({
       assert.equal(result.code, 0, result.stderr);
       assert.deepEqual(JSON.parse(result.stdout), { name: "BpfError", code: "EPERM" });
       assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, dir), cache.path);
+    });
+  },
+});
+
+Deno.test({
+  name: "cache directory behind others' links is rejected",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      // A directory anyone may write, with a link in it made by nobody: the
+      // cache must neither use the linked directory nor remove files there.
+      const open = `${dir}/open`;
+      const victim = `${dir}/victim`;
+      await Deno.chmod(dir, 0o755);
+      await Deno.mkdir(open);
+      await Deno.chmod(open, 0o777);
+      await Deno.mkdir(victim, { mode: 0o700 });
+      const kept = `${victim}/00000000-0000-0000-0000-000000000000-0123456789abcdef-10.btf`;
+      await Deno.writeTextFile(kept, "x");
+      const link = await run("setpriv", [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "ln",
+        "-s",
+        victim,
+        `${open}/btf`,
+      ]);
+      assert.equal(link.code, 0, link.stderr);
+
+      const result = await createKernelBtfCache(SYSCALLS_OBJECT, `${open}/btf`);
+      assert.ok("skipped" in result, JSON.stringify(result));
+      assert.match(result.skipped, /is not a directory \(or is a link\)/);
+      assert.deepEqual(await namesIn(victim), [kept.slice(victim.length + 1)]);
+
+      // The same directory reached without the link is fine, but not below
+      // a directory that others may write.
+      await Deno.mkdir(`${open}/real`, { mode: 0o700 });
+      const below = await createKernelBtfCache(SYSCALLS_OBJECT, `${open}/real`);
+      assert.ok("skipped" in below, JSON.stringify(below));
+      assert.match(
+        below.skipped,
+        /above .* must belong to root or uid \d+ and be writable by no one else/,
+      );
+      assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, `${open}/real`), undefined);
+    });
+  },
+});
+
+Deno.test({
+  name: "cache entries are usable whatever the umask",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      const result = await run("sh", [
+        "-c",
+        `umask 000; exec "${Deno.execPath()}" run --allow-all "${
+          repoPath("tests/_scripts/kernel_btf_cache.ts")
+        }" "${dir}/cache"`,
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      const created = JSON.parse(result.stdout) as KernelBtfCacheResult;
+      assert.ok("path" in created, JSON.stringify(created));
+      assert.equal((await Deno.stat(created.path)).mode! & 0o777, 0o644);
+      assert.equal((await Deno.stat(`${dir}/cache`)).mode! & 0o777, 0o700);
+      assert.equal(cachedKernelBtf(SYSCALLS_OBJECT, `${dir}/cache`), created.path);
+    });
+  },
+});
+
+Deno.test({
+  name: "cache lookup without --allow-ffi returns nothing",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      assert.ok("path" in await createKernelBtfCache(SYSCALLS_OBJECT, dir));
+      const flags = ["--allow-read", "--allow-env", `--allow-write=${dir}`, "--allow-run"];
+      assert.deepEqual(await runScript(flags, [dir, "lookup"]), { path: null });
+      assert.deepEqual(await runScript(flags, [dir]), {
+        skipped: "no ffi permission: pass --allow-ffi",
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "createKernelBtfCache() skips a bpftool that cannot run",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      // A non-executable bpftool first on PATH, and an LD_ variable that Deno
+      // refuses to hand to a program named by --allow-run.
+      const bin = `${dir}/bin`;
+      await Deno.mkdir(bin);
+      await Deno.writeTextFile(`${bin}/bpftool`, "#!/bin/sh\nexit 1\n", { mode: 0o644 });
+      const result = await run(Deno.execPath(), [
+        "run",
+        "--allow-ffi",
+        "--allow-env",
+        "--allow-read",
+        `--allow-write=${dir}/cache`,
+        "--allow-run=bpftool",
+        repoPath("tests/_scripts/kernel_btf_cache.ts"),
+        `${dir}/cache`,
+      ], { env: { PATH: `${bin}:/usr/sbin:/usr/bin:/bin`, LD_LIBRARY_PATH: "/usr/lib" } });
+      assert.equal(result.code, 0, result.stderr);
+      const created = JSON.parse(result.stdout) as KernelBtfCacheResult;
+      assert.ok("path" in created, JSON.stringify(created));
+      assert.equal(created.created, true);
+    });
+  },
+});
+
+Deno.test({
+  name: "objects with a large .bss are cached",
+  ...kernelTest(),
+  async fn() {
+    await withDir(async (dir) => {
+      // .bss is SHT_NOBITS: 8 MiB in the section table, no bytes in the file.
+      const source = `${dir}/bss.bpf.c`;
+      const object = `${dir}/bss.bpf.o`;
+      await Deno.writeTextFile(
+        source,
+        '#include "vmlinux.h"\n#include <bpf/bpf_helpers.h>\n#include <bpf/bpf_core_read.h>\n' +
+          "__u64 big[1 << 20];\n" +
+          'SEC("raw_tp/sys_enter") int f(void *ctx) {\n' +
+          "  struct task_struct *task = bpf_get_current_task_btf();\n" +
+          "  big[0] = BPF_CORE_READ(task, pid);\n  return 0;\n}\n" +
+          'char LICENSE[] SEC("license") = "GPL";\n',
+      );
+      const build = await run("clang", [
+        "-g",
+        "-O2",
+        "-target",
+        "bpf",
+        "-D__TARGET_ARCH_x86",
+        "-I",
+        repoPath("bpf/include"),
+        "-c",
+        source,
+        "-o",
+        object,
+      ]);
+      assert.equal(build.code, 0, build.stderr);
+      const bytes = await Deno.readFile(object);
+      assert.ok(bytes.length < 8 << 20, `${bytes.length} bytes`);
+      const result = await createKernelBtfCache(bytes, `${dir}/cache`);
+      assert.ok("path" in result, JSON.stringify(result));
     });
   },
 });
