@@ -330,7 +330,7 @@ Deno.test({
   ...kernelTest(),
   async fn() {
     // Without --allow-write and --allow-run the probe still runs, and the
-    // command says why the next start will not find the cache.
+    // command prints why the next start will not find the cache.
     const result = await run(Deno.execPath(), [
       "run",
       "--allow-ffi",

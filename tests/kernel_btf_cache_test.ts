@@ -378,7 +378,7 @@ Deno.test({
   ...kernelTest(),
   async fn() {
     await withDir(async (dir) => {
-      // A directory anyone may write, with a link in it made by nobody: the
+      // A directory anyone may write, with a link in it made by uid 65534: the
       // cache must neither use the linked directory nor remove files there.
       const open = `${dir}/open`;
       const victim = `${dir}/victim`;

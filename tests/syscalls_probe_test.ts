@@ -26,7 +26,8 @@ const BTF_SOURCES = [
     async prepare() {
       const dir = await Deno.makeTempDir({ prefix: "bpfscope-btf-cache-" });
       const result = await createKernelBtfCache(SYSCALLS_OBJECT, dir);
-      assert.ok("path" in result && result.created, JSON.stringify(result));
+      assert.ok("path" in result, JSON.stringify(result));
+      assert.equal(result.created, true);
       return {
         option: dir,
         async [Symbol.asyncDispose]() {
