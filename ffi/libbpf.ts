@@ -193,11 +193,12 @@ function openLibbpf(): Libbpf {
       // bpf_link__destroy and leave a program attached, so all of them are
       // looked up now (dlsym takes about a microsecond each).
       const version = `${probe.libbpf_major_version()}.${probe.libbpf_minor_version()}`;
-      const missing = missingSymbols(path, SYMBOLS);
+      const lookup = symbolLookup(path);
+      const missing = missingSymbols(lookup, SYMBOLS);
       if (missing.length > 0) throw incompleteLibrary(path, version, missing);
       return lazySymbols(path, SYMBOLS, (name, error) => {
         throw incompleteLibrary(path, version, [name], error);
-      });
+      }, { isCold: isColdSymbol, lookup });
     } catch (error) {
       if (isPermissionError(error) || error instanceof BpfError) throw error;
       failures.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
@@ -217,21 +218,35 @@ function openLibbpf(): Libbpf {
   });
 }
 
-// The names among `symbols` that the library at `path`, already loaded, does not export.
-function missingSymbols(path: string, symbols: Deno.ForeignLibraryInterface): string[] {
+// Returns dlsym() over the library at `path`, which Deno.dlopen() has loaded.
+function symbolLookup(path: string): (name: string) => Deno.PointerValue {
   const c = libc();
-  // SAFETY: RTLD_NOLOAD only returns a handle to a library this process has loaded, and
-  // the handle is released below; dlsym only looks names up.
+  // SAFETY: RTLD_NOLOAD only returns a handle to a library this process has
+  // loaded. The handle is never closed, as Deno's own handles are not, so the
+  // addresses that dlsym returns stay valid for the life of the process.
   const handle = c.dlopen(nulTerminated(path), RTLD_NOW | RTLD_NOLOAD);
-  if (handle === null) return [];
-  try {
-    const names = Object.entries(symbols).map(([key, definition]) =>
-      "name" in definition && typeof definition.name === "string" ? definition.name : key
-    );
-    return names.filter((name) => c.dlsym(handle, nulTerminated(name)) === null);
-  } finally {
-    c.dlclose(handle);
-  }
+  if (handle === null) throw new Error(`dlopen found no loaded library ${path}`);
+  return (name) => c.dlsym(handle, nulTerminated(name));
+}
+
+// The names among `symbols` that the library does not export.
+function missingSymbols(
+  lookup: (name: string) => Deno.PointerValue,
+  symbols: Deno.ForeignLibraryInterface,
+): string[] {
+  const names = Object.entries(symbols).map(([key, definition]) =>
+    "name" in definition && typeof definition.name === "string" ? definition.name : key
+  );
+  return names.filter((name) => lookup(name) === null);
+}
+
+// Functions called once per object, map, program or link (open, load,
+// attach, metadata, close), or at most once per collection, are bound the
+// cheap way (see ffi/_lazy_symbols.ts). Element operations, batches and test
+// runs stay fast calls.
+function isColdSymbol(name: string): boolean {
+  return /^(bpf_object__|bpf_map__|bpf_program__|bpf_link__|btf__|libbpf_)/.test(name) ||
+    name === "bpf_obj_get" || name === "bpf_obj_get_info_by_fd" || name === "bpf_enable_stats";
 }
 
 // _check.ts's cString() would import this module's importer back.

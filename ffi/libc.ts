@@ -84,8 +84,39 @@ let loaded: Libc | undefined;
 export function libc(): Libc {
   loaded ??= lazySymbols("libc.so.6", SYMBOLS, (name, error) => {
     throw new Error(`The C library libc.so.6 has no usable symbol ${name}`, { cause: error });
-  });
+  }, { isCold: (name) => COLD_SYMBOLS.has(name), lookup: libcSymbol });
   return loaded;
+}
+
+// Calls made once per object, mapping, file or ring buffer, bound the cheap
+// way (see ffi/_lazy_symbols.ts). dlopen and dlsym must stay fast calls,
+// because the cheap way looks symbols up with them.
+const COLD_SYMBOLS = new Set([
+  "access",
+  "capget",
+  "close",
+  "dlclose",
+  "epoll_create1",
+  "epoll_ctl",
+  "eventfd",
+  "geteuid",
+  "mmap",
+  "munmap",
+  "open",
+  "read",
+  "strerror",
+  "sysconf",
+  "vsnprintf",
+]);
+
+let libcHandle: Deno.PointerValue | undefined;
+
+function libcSymbol(name: string): Deno.PointerValue {
+  // SAFETY: RTLD_NOLOAD returns the handle of the C library this process runs
+  // on, which is never unloaded.
+  libcHandle ??= libc().dlopen(new TextEncoder().encode("libc.so.6\0"), RTLD_NOW | RTLD_NOLOAD);
+  if (libcHandle === null) return null;
+  return libc().dlsym(libcHandle, new TextEncoder().encode(`${name}\0`));
 }
 
 /** Returns the calling thread's current `errno`. */
