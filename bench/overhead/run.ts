@@ -618,12 +618,25 @@ function startupNote(startup: Startup[], cache: KernelBtfCacheResult): string[] 
   return [...lines, ""];
 }
 
-// Marks a comparison whose rounds overlap: on this shared machine the order
-// of the medians could then come out the other way in another run.
+// Marks a comparison whose middle halves of rounds (first to third quartile)
+// overlap: on this shared machine the order of the medians could then come
+// out the other way in another run. Quartiles, not min and max, so that one
+// disturbed round does not hide a clear difference.
 function noiseNote(ours: number[], theirs: number[]): string {
-  const overlap = Math.min(...ours) <= Math.max(...theirs) &&
-    Math.min(...theirs) <= Math.max(...ours);
-  return overlap ? ", but the rounds' ranges overlap, so the order is within noise" : "";
+  const [ourLow, ourHigh] = [quantile(ours, 0.25), quantile(ours, 0.75)];
+  const [theirLow, theirHigh] = [quantile(theirs, 0.25), quantile(theirs, 0.75)];
+  const overlap = ourLow <= theirHigh && theirLow <= ourHigh;
+  return overlap
+    ? ", but the middle halves of the rounds overlap, so the order is within noise"
+    : "";
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const position = (sorted.length - 1) * q;
+  const low = Math.floor(position);
+  const high = Math.ceil(position);
+  return sorted[low]! + (sorted[high]! - sorted[low]!) * (position - low);
 }
 
 function verdict(met: boolean): string {
