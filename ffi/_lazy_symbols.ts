@@ -56,9 +56,9 @@ export function lazySymbols<S extends Deno.ForeignLibraryInterface>(
 /**
  * The binding of functions that a program calls a few times, at start-up or
  * close, as a Deno.UnsafeFnPointer over the address that `lookup` (dlsym)
- * returns. Measured in Deno 2.9 on the benchmark VM: one takes about 26 us
- * to make instead of about 85 us, and a call costs about 0.4 us instead of a
- * few ns, so hot functions must not be bound this way.
+ * returns. In Deno 2.9 on the benchmark VM, one takes about 26 us to make
+ * instead of about 85 us. A call costs about 0.4 us instead of a few ns, so
+ * hot functions must not be bound this way.
  */
 export interface ColdBinding {
   /** Returns true for a symbol called rarely enough to bind this way. */
@@ -67,12 +67,20 @@ export interface ColdBinding {
   lookup(name: string): Deno.PointerValue;
 }
 
+/** Returns the C name of the symbol under `key`: its `name` field, if any, or the key. */
+export function symbolName(
+  key: string,
+  definition: Deno.ForeignFunction | Deno.ForeignStatic,
+): string {
+  return "name" in definition && typeof definition.name === "string" ? definition.name : key;
+}
+
 function bindCold(
   cold: ColdBinding,
   key: string,
   definition: Deno.ForeignFunction,
 ): (...args: unknown[]) => unknown {
-  const name = typeof definition.name === "string" ? definition.name : key;
+  const name = symbolName(key, definition);
   const address = cold.lookup(name);
   if (address === null) throw new Error(`dlsym found no symbol ${name}`);
   // SAFETY: the address is the symbol's in a library that stays loaded, and the

@@ -28,6 +28,7 @@
 
 import { elfSections, hasKernelTypeIdRelocation } from "./_elf.ts";
 import { cString } from "./_check.ts";
+import { readEnv } from "./_env.ts";
 import { libc, R_OK, readSmallFile } from "./libc.ts";
 
 /**
@@ -293,7 +294,8 @@ function entryProblem(path: string, info: Deno.FileInfo): string | undefined {
 // The first executable bpftool on PATH or in BPFTOOL_DIRS, or why there is none.
 function findBpftool(): { path: string } | { skipped: string } {
   let unreadable = false;
-  for (const dir of [...readEnvPath(), ...BPFTOOL_DIRS]) {
+  const path = (readEnv("PATH") ?? "").split(":").filter((dir) => dir.startsWith("/"));
+  for (const dir of [...path, ...BPFTOOL_DIRS]) {
     const candidate = `${dir}/bpftool`;
     if (!granted("read", candidate)) {
       unreadable = true;
@@ -312,17 +314,6 @@ function findBpftool(): { path: string } | { skipped: string } {
       : `bpftool was not found on PATH or in ${BPFTOOL_DIRS.join(", ")} ` +
         "(Debian: apt-get install bpftool)",
   };
-}
-
-function readEnvPath(): string[] {
-  try {
-    if (Deno.permissions.querySync({ name: "env", variable: "PATH" }).state !== "granted") {
-      return [];
-    }
-    return (Deno.env.get("PATH") ?? "").split(":").filter((dir) => dir.startsWith("/"));
-  } catch {
-    return [];
-  }
 }
 
 function cachePath(dir: string, bootId: string, object: Uint8Array): string {

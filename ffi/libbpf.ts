@@ -8,8 +8,8 @@
 import { BpfError } from "./errors.ts";
 import { Errno } from "./_errno.ts";
 import { readEnv } from "./_env.ts";
-import { lazySymbols } from "./_lazy_symbols.ts";
-import { libc, RTLD_NOLOAD, RTLD_NOW } from "./libc.ts";
+import { lazySymbols, symbolName } from "./_lazy_symbols.ts";
+import { libc, nulTerminated, RTLD_NOLOAD, RTLD_NOW } from "./libc.ts";
 
 /**
  * The environment variable that names the libbpf shared library to load,
@@ -234,10 +234,9 @@ function missingSymbols(
   lookup: (name: string) => Deno.PointerValue,
   symbols: Deno.ForeignLibraryInterface,
 ): string[] {
-  const names = Object.entries(symbols).map(([key, definition]) =>
-    "name" in definition && typeof definition.name === "string" ? definition.name : key
-  );
-  return names.filter((name) => lookup(name) === null);
+  return Object.entries(symbols)
+    .map(([key, definition]) => symbolName(key, definition))
+    .filter((name) => lookup(name) === null);
 }
 
 // Functions called once per object, map, program or link (open, load,
@@ -247,11 +246,6 @@ function missingSymbols(
 function isColdSymbol(name: string): boolean {
   return /^(bpf_object__|bpf_map__|bpf_program__|bpf_link__|btf__|libbpf_)/.test(name) ||
     name === "bpf_obj_get" || name === "bpf_obj_get_info_by_fd" || name === "bpf_enable_stats";
-}
-
-// _check.ts's cString() would import this module's importer back.
-function nulTerminated(text: string): Uint8Array<ArrayBuffer> {
-  return new TextEncoder().encode(`${text}\0`);
 }
 
 function incompleteLibrary(

@@ -39,7 +39,6 @@ const SYMBOLS = {
   geteuid: { parameters: [], result: "u32" }, // uid_t geteuid(void)
   dlopen: { parameters: ["buffer", "i32"], result: "pointer" }, // void *dlopen(const char *filename, int flags)
   dlsym: { parameters: ["pointer", "buffer"], result: "pointer" }, // void *dlsym(void *handle, const char *symbol)
-  dlclose: { parameters: ["pointer"], result: "i32" }, // int dlclose(void *handle)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded C library symbols. */
@@ -95,7 +94,6 @@ const COLD_SYMBOLS = new Set([
   "access",
   "capget",
   "close",
-  "dlclose",
   "epoll_create1",
   "epoll_ctl",
   "eventfd",
@@ -114,9 +112,9 @@ let libcHandle: Deno.PointerValue | undefined;
 function libcSymbol(name: string): Deno.PointerValue {
   // SAFETY: RTLD_NOLOAD returns the handle of the C library this process runs
   // on, which is never unloaded.
-  libcHandle ??= libc().dlopen(new TextEncoder().encode("libc.so.6\0"), RTLD_NOW | RTLD_NOLOAD);
+  libcHandle ??= libc().dlopen(nulTerminated("libc.so.6"), RTLD_NOW | RTLD_NOLOAD);
   if (libcHandle === null) return null;
-  return libc().dlsym(libcHandle, new TextEncoder().encode(`${name}\0`));
+  return libc().dlsym(libcHandle, nulTerminated(name));
 }
 
 /** Returns the calling thread's current `errno`. */
@@ -148,8 +146,7 @@ export function systemPageSize(): number {
  * bpfscope reads such files here (FFI access already implies full access).
  */
 export function readSmallFile(path: string, maxBytes = 4096): string | undefined {
-  const name = new TextEncoder().encode(`${path}\0`);
-  const fd = libc().open(name, O_CLOEXEC);
+  const fd = libc().open(nulTerminated(path), O_CLOEXEC);
   if (fd < 0) return undefined;
   try {
     const buffer = new Uint8Array(maxBytes);
@@ -158,4 +155,13 @@ export function readSmallFile(path: string, maxBytes = 4096): string | undefined
   } finally {
     libc().close(fd);
   }
+}
+
+/**
+ * Returns `text` as a NUL-terminated UTF-8 C string. It is here, below every
+ * other ffi module, for the modules that _check.ts's cString() would import
+ * in a loop; cString() also rejects text that contains a NUL.
+ */
+export function nulTerminated(text: string): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(`${text}\0`);
 }
