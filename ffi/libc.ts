@@ -158,9 +158,9 @@ export function readSmallFile(path: string, maxBytes = 4096): string | undefined
 }
 
 /**
- * Returns `text` as a NUL-terminated UTF-8 C string. It is here, below every
- * other ffi module, for the modules that _check.ts's cString() would import
- * in a loop; cString() also rejects text that contains a NUL.
+ * Returns `text` as a NUL-terminated UTF-8 C string. It lives here, below
+ * every other ffi module, because importing _check.ts's cString() would make
+ * a loop for some of them. cString() also rejects text that contains a NUL.
  */
 export function nulTerminated(text: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(`${text}\0`);
